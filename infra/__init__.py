@@ -1,0 +1,1 @@
+"""Infrastructure: the embedded Kafka-compatible broker and deployment material."""

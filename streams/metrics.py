@@ -1,0 +1,47 @@
+"""Prometheus metrics of the stream workers (names: carbon_accounts_stream_*)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BATCH_SECONDS",
+    "CONSUMER_LAG",
+    "DUPLICATES",
+    "EVENTS_IN",
+    "EVENTS_OUT",
+    "LABEL_CHANGES",
+    "WINDOW_REVISIONS",
+]
+
+EVENTS_IN = Counter(
+    "carbon_accounts_stream_events_in",
+    "Events (readings, windows, benefit events ...) taken in by an agent.",
+    ["agent"],
+)
+EVENTS_OUT = Counter(
+    "carbon_accounts_stream_events_out", "Records an agent emitted, by topic.", ["agent", "topic"]
+)
+BATCH_SECONDS = Histogram(
+    "carbon_accounts_stream_batch_seconds", "Time an agent spent on one message batch.", ["agent"]
+)
+CONSUMER_LAG = Gauge(
+    "carbon_accounts_stream_consumer_lag",
+    "Messages between the committed offset and the end of a partition.",
+    ["topic", "partition"],
+)
+DUPLICATES = Counter(
+    "carbon_accounts_stream_duplicate_readings",
+    "Readings ignored as exact duplicates (same meter, time and value).",
+    ["energy_type"],
+)
+WINDOW_REVISIONS = Counter(
+    "carbon_accounts_stream_window_revisions",
+    "Emission windows re-emitted with a higher revision (late data, factor revision).",
+    ["energy_type", "cause"],
+)
+LABEL_CHANGES = Counter(
+    "carbon_accounts_stream_label_changes",
+    "Colour changes emitted, by area and new colour.",
+    ["area", "colour"],
+)

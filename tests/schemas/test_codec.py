@@ -1,0 +1,279 @@
+"""Every contract decodes its valid examples; each kind of bad input gives its reason code."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from schemas import (
+    ARROW_FORMAT,
+    FORMAT_HEADER,
+    JSON_FORMAT,
+    Account,
+    AccountLabel,
+    Benchmark,
+    BenefitEvent,
+    BenefitPoints,
+    ContractError,
+    Denominator,
+    EmissionFactor,
+    EmissionWindow,
+    EnergyInterval,
+    Reading,
+    ReasonCode,
+    decode,
+    decode_json,
+    from_arrow,
+    readings_from_message,
+    to_arrow,
+)
+from schemas.jsonschema import CONTRACTS
+
+
+def reading(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "meter_id": "M-001",
+        "account_id": "ENT-001",
+        "energy_type": "electricity",
+        "kind": "cumulative",
+        "value": 1234.5,
+        "unit": "kWh",
+        "ts": "2026-03-01T08:15:00+08:00",
+        "quality": "good",
+        "source": "opcua://plc-1",
+        "seq": 7,
+        "counter_max": 99999.9,
+        "period_start": None,
+    }
+    base.update(overrides)
+    return base
+
+
+T0 = "2026-03-01T00:00:00Z"
+T1 = "2026-03-01T00:15:00Z"
+
+VALID: dict[type, dict[str, Any]] = {
+    Reading: reading(),
+    EnergyInterval: {
+        "meter_id": "M-1",
+        "account_id": "A",
+        "energy_type": "heat",
+        "start": T0,
+        "end": T1,
+        "consumption": 1.5,
+        "unit": "GJ",
+        "uncertain": False,
+        "event": "",
+        "source_seqs": [1, 2],
+    },
+    EmissionWindow: {
+        "account_id": "A",
+        "energy_type": "electricity",
+        "window_start": T0,
+        "window_end": T1,
+        "consumption": 100.0,
+        "unit": "kWh",
+        "tco2e": 0.055,
+        "factor_id": "grid-east-china",
+        "factor_version": "2023",
+        "factor_value": 0.00055,
+        "factor_unit": "tCO2e/kWh",
+        "revision": 1,
+    },
+    AccountLabel: {
+        "account_id": "A",
+        "area": "industry",
+        "industry_code": "C27",
+        "region": "zj",
+        "old_colour": None,
+        "new_colour": "dark_green",
+        "k": 0.7,
+        "intensity": 0.07,
+        "benchmark": 0.1,
+        "benchmark_version": "2025",
+        "period_start": T0,
+        "period_end": T1,
+        "reason": "first_evaluation",
+        "revision": 1,
+        "ts": T1,
+    },
+    Account: {
+        "account_id": "A",
+        "area": "industry",
+        "name": "Huakang",
+        "region": "east_china",
+        "district": "kecheng",
+        "industry_code": "C27",
+        "denominator_unit": "10k_yuan",
+    },
+    Denominator: {
+        "account_id": "A",
+        "period_start": T0,
+        "period_end": T1,
+        "value": 10.0,
+        "unit": "10k_yuan",
+    },
+    Benchmark: {
+        "area": "industry",
+        "industry_code": "C27",
+        "region": "zj",
+        "period_start": T0,
+        "period_end": T1,
+        "value": 0.1,
+        "unit": "tCO2e/10k_yuan",
+        "source": "x",
+        "version": "1",
+    },
+    EmissionFactor: {
+        "factor_id": "f",
+        "energy_type": "electricity",
+        "region": "national",
+        "value": 0.0005306,
+        "unit": "tCO2e/kWh",
+        "effective_from": T0,
+        "effective_to": None,
+        "source": "MEE 2025",
+        "version": "2023",
+    },
+    BenefitEvent: {
+        "event_id": "e1",
+        "account_id": "P1",
+        "behaviour": "bus_trip",
+        "quantity": 1.0,
+        "unit": "trip",
+        "ts": T0,
+    },
+    BenefitPoints: {
+        "event_id": "e1",
+        "account_id": "P1",
+        "behaviour": "bus_trip",
+        "quantity": 1.0,
+        "unit": "trip",
+        "reduction_g": 212.5,
+        "points": 2.0,
+        "capped": False,
+        "ts": T0,
+    },
+}
+
+
+def test_every_contract_has_a_valid_example() -> None:
+    assert set(VALID) == set(CONTRACTS)
+
+
+@pytest.mark.parametrize("cls", CONTRACTS, ids=lambda c: c.__name__)
+def test_valid_example_decodes_and_round_trips(cls: type) -> None:
+    record = decode(cls, VALID[cls])
+    again = decode_json(cls, record.dumps())
+    assert again == record
+    table = from_arrow(to_arrow(cls, [record, record]))
+    assert table.num_rows == 2
+    assert decode(cls, table.to_pylist()[0]) == record
+
+
+def test_reading_time_is_utc() -> None:
+    r = decode(Reading, reading(ts="2026-03-01T08:15:00+08:00"))
+    assert r.ts == datetime(2026, 3, 1, 0, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "field"),
+    [
+        ({"meter_id": None}, ReasonCode.MISSING_FIELD, "meter_id"),
+        ({"value": "12"}, ReasonCode.WRONG_TYPE, "value"),
+        ({"value": True}, ReasonCode.WRONG_TYPE, "value"),
+        ({"seq": 1.5}, ReasonCode.WRONG_TYPE, "seq"),
+        ({"value": math.nan}, ReasonCode.NOT_FINITE, "value"),
+        ({"value": math.inf}, ReasonCode.NOT_FINITE, "value"),
+        ({"value": -1.0}, ReasonCode.NEGATIVE_VALUE, "value"),
+        ({"unit": "furlong"}, ReasonCode.UNKNOWN_UNIT, "unit"),
+        ({"unit": "Nm3"}, ReasonCode.UNKNOWN_UNIT, "unit"),
+        ({"energy_type": "plutonium"}, ReasonCode.UNKNOWN_ENERGY_TYPE, "energy_type"),
+        ({"kind": "sometimes"}, ReasonCode.BAD_ENUM, "kind"),
+        ({"quality": "meh"}, ReasonCode.BAD_ENUM, "quality"),
+        ({"ts": "yesterday"}, ReasonCode.BAD_TIME, "ts"),
+        ({"ts": "2026-03-01T08:15:00"}, ReasonCode.BAD_TIME, "ts"),
+        ({"ts": 1700000000}, ReasonCode.BAD_TIME, "ts"),
+        ({"kind": "interval"}, ReasonCode.MISSING_FIELD, "period_start"),
+        (
+            {"kind": "interval", "period_start": "2026-03-01T08:15:00+08:00"},
+            ReasonCode.BAD_TIME,
+            "period_start",
+        ),
+        ({"counter_max": 0.0}, ReasonCode.OUT_OF_RANGE, "counter_max"),
+    ],
+)
+def test_bad_reading_gives_its_reason(
+    change: dict[str, Any], reason: ReasonCode, field: str
+) -> None:
+    with pytest.raises(ContractError) as info:
+        decode(Reading, reading(**change))
+    assert info.value.reason is reason
+    assert info.value.field == field
+
+
+def test_missing_key_is_missing_field_not_keyerror() -> None:
+    obj = reading()
+    del obj["account_id"]
+    with pytest.raises(ContractError) as info:
+        decode(Reading, obj)
+    assert info.value.reason is ReasonCode.MISSING_FIELD
+
+
+def test_not_json_and_not_object() -> None:
+    with pytest.raises(ContractError) as info:
+        decode_json(Reading, b"{not json")
+    assert info.value.reason is ReasonCode.BAD_ENCODING
+    with pytest.raises(ContractError) as info:
+        decode_json(Reading, b"[1, 2]")
+    assert info.value.reason is ReasonCode.WRONG_TYPE
+
+
+def test_interval_reading_and_litres_of_diesel() -> None:
+    r = decode(
+        Reading,
+        reading(
+            kind="interval",
+            period_start="2026-03-01T08:00:00+08:00",
+            energy_type="diesel",
+            unit="L",
+            counter_max=None,
+        ),
+    )
+    assert r.period_start < r.ts
+
+
+def test_message_formats_by_header() -> None:
+    good, bad = reading(), reading(value=math.nan)
+    arrow = to_arrow(Reading, [decode(Reading, good), decode(Reading, reading(seq=8))])
+    out = readings_from_message(arrow, {FORMAT_HEADER: ARROW_FORMAT})
+    assert [r.seq for r in out] == [7, 8]
+    out = readings_from_message(json.dumps(good).encode(), {FORMAT_HEADER: JSON_FORMAT})
+    assert isinstance(out[0], Reading)
+    out = readings_from_message(json.dumps(bad).encode(), {})
+    assert isinstance(out[0], ContractError) and out[0].reason is ReasonCode.NOT_FINITE
+    out = readings_from_message(b"garbage", {FORMAT_HEADER: ARROW_FORMAT})
+    assert out[0].reason is ReasonCode.BAD_ENCODING
+    out = readings_from_message(b"x", {FORMAT_HEADER: b"text/csv"})
+    assert out[0].reason is ReasonCode.BAD_ENCODING
+
+
+def test_one_bad_row_does_not_reject_the_batch() -> None:
+    rows = [reading(seq=1), reading(seq=2, unit="furlong"), reading(seq=3)]
+    import pyarrow as pa
+
+    from schemas import arrow_schema
+
+    for row in rows:
+        row["ts"] = datetime.fromisoformat(row["ts"])
+    batch = pa.RecordBatch.from_pylist(rows, schema=arrow_schema(Reading))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
+    out = readings_from_message(sink.getvalue().to_pybytes(), {FORMAT_HEADER: ARROW_FORMAT})
+    assert [type(x).__name__ for x in out] == ["Reading", "ContractError", "Reading"]
+    assert out[1].reason is ReasonCode.UNKNOWN_UNIT
