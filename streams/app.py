@@ -1,0 +1,49 @@
+"""The Faust app: one per worker process, built from settings.
+
+Agents live in `streams/agents/<name>.py`, each with `register(app, settings)`; the
+rules they apply are pure functions in `streams/rules/`. `create_app` registers the
+agents named in `AGENT_MODULES` (all by default).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+import faust
+
+from schemas.settings import Settings
+
+__all__ = ["AGENT_MODULES", "create_app"]
+
+#: agent modules under streams/agents/, in registration order
+AGENT_MODULES: tuple[str, ...] = ()
+
+
+def create_app(
+    settings: Settings,
+    bootstrap: str,
+    *,
+    agents: Sequence[str] | None = None,
+    web: bool = False,
+    **overrides: object,
+) -> faust.App:
+    """A Faust app on `bootstrap` with the given agents (default: all of AGENT_MODULES)."""
+    kafka = settings.kafka
+    options: dict[str, object] = {
+        "broker": f"kafka://{bootstrap}",
+        "store": "memory://",  # tables recover from their changelog topics
+        "topic_partitions": kafka.partitions,
+        "topic_replication_factor": kafka.replication_factor,
+        "producer_acks": -1,
+        "web_enabled": web,
+        "web_port": settings.streams.web_port,
+        "web_bind": "127.0.0.1",
+        "datadir": str(settings.path("faust")),
+    }
+    options.update(overrides)
+    app = faust.App(settings.streams.app_id, **options)
+    for name in AGENT_MODULES if agents is None else agents:
+        module = importlib.import_module(f"streams.agents.{name}")
+        module.register(app, settings)
+    return app
