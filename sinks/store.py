@@ -12,7 +12,6 @@ Only one process can own an embedded data directory: a second one gets
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Callable
 from importlib.resources import files
@@ -40,8 +39,33 @@ class StoreInUseError(StoreError):
 
 
 def _split_sql(text: str) -> list[str]:
-    text = re.sub(r"^\s*--.*$", "", text, flags=re.MULTILINE)
-    return [s.strip() for s in text.split(";") if s.strip()]
+    """Statements of a SQL file: split on `;` outside quotes, `--` comments dropped."""
+    statements, current, quote, i = [], [], "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            current.append(ch)
+            if ch == "\\" and i + 1 < len(text):
+                current.append(text[i + 1])
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'`\"":
+            quote = ch
+            current.append(ch)
+        elif text.startswith("--", i):
+            i = text.find("\n", i)
+            if i < 0:
+                break
+            continue
+        elif ch == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
 
 
 def ddl_statements(variant: str = "ddl") -> list[tuple[str, str]]:

@@ -70,3 +70,10 @@ def test_second_process_gets_a_clear_in_use_error(chdb_store: Store, tmp_path: P
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "IN USE:" in out.stdout, out.stderr[-2000:]
     assert "in use by another process" in out.stdout
+
+
+def test_sql_split_respects_quotes_and_comments() -> None:
+    from sinks.store import _split_sql
+
+    text = "SELECT 'a;b' -- c;d\nFROM x; SELECT 'it''s';\n-- only a comment;\nSELECT 1"
+    assert _split_sql(text) == ["SELECT 'a;b' \nFROM x", "SELECT 'it''s'", "SELECT 1"]
