@@ -6,6 +6,7 @@ raises `ContractError` with a reason code, never a bare KeyError or TypeError.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import types
@@ -49,6 +50,7 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+@functools.cache
 def field_types(cls: type[Contract]) -> dict[str, tuple[Any, bool]]:
     """Each field's type and whether it may be null, from the Record's annotations."""
     return {name: _unwrap_optional(tp) for name, tp in cls._options.fields.items()}
