@@ -145,7 +145,7 @@ def build() -> Dashboard:
         .with_panel(
             _series(
                 "Spool depth (bytes)",
-                "Bytes on disk in the spool; the collector stops spooling at spool_max_mb.",
+                "Bytes on disk in the spool; its limit is collectors.spool_max_mb.",
                 "bytes",
                 ("spool_bytes", "{{instance}}"),
             )
