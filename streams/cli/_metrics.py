@@ -72,10 +72,10 @@ def register_all_metrics() -> None:
     """Import every metrics module (registering its metrics) and the process collector."""
     for name in METRICS_MODULES:
         importlib.import_module(name)
-    # the default registry has it unless someone unregistered it: CPU and memory must be there
-    if PROCESS_COLLECTOR not in REGISTRY._collector_to_names:
-        with contextlib.suppress(ValueError):
-            REGISTRY.register(PROCESS_COLLECTOR)
+    # CPU and memory: the default registry has the process collector unless someone
+    # unregistered it; registering it again raises ValueError (duplicate), which is fine
+    with contextlib.suppress(ValueError):
+        REGISTRY.register(PROCESS_COLLECTOR)
 
 
 def _start(host: str, port: int) -> WSGIServer:

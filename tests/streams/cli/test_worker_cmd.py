@@ -30,7 +30,7 @@ def test_worker_serves_metrics_and_stops_on_sigterm(bootstrap: str, tmp_path: Pa
         "CARBON_ACCOUNTS_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams", "worker", "--duration", "6", "--metrics-port", str(port)],
+        [sys.executable, "-m", "streams", "worker", "--duration", "4", "--metrics-port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     try:
