@@ -50,6 +50,8 @@ def command(
     """Run a Faust worker with the stream agents on KAFKA_BOOTSTRAP_SERVERS until stopped.
 
     Needs a running Kafka: a cluster, or `carbon-accounts infra broker` on one machine.
+    Workers that run different agents (--agents, --exclude) need different
+    `[streams] app_id`s: every member of a Faust consumer group must run the same agents.
     """
     settings = ctx.settings
     names = select_agents(agents, exclude)

@@ -89,6 +89,8 @@ def test_compose_services_get_valid_settings_and_agree() -> None:
         # metrics reachable from the Prometheus container
         assert settings.metrics.host == "0.0.0.0"
         assert settings.kafka.replication_factor == 1  # one broker
+        if "--agents" in service["command"]:  # a subset of agents: a consumer group of its own
+            assert settings.streams.app_id != Settings().streams.app_id
         _check_command(service["command"])
     # Prometheus scrapes each of our services by name on the metrics port
     prom = yaml.safe_load((INFRA / "prometheus" / "prometheus.yml").read_text())
@@ -193,9 +195,13 @@ def test_kubernetes_manifests_parse_and_agree() -> None:
             ref = source.get("configMapRef") or source.get("secretRef")
             kind = "ConfigMap" if "configMapRef" in source else "Secret"
             assert (kind, ref["name"]) in kinds
-        # variables of the container itself: only those its args use, e.g. $(POD_NAME)
-        own = {e["name"] for e in container.get("env", [])}
-        assert own == set(re.findall(r"\$\((\w+)\)", " ".join(container["args"])))
+        # variables of the container itself: settings, or what its args use ($(POD_NAME))
+        own = {e["name"]: e.get("value", "x") for e in container.get("env", [])}
+        used = set(re.findall(r"\$\((\w+)\)", " ".join(container["args"])))
+        assert used <= set(own)
+        _settings_from({k: v for k, v in own.items() if k not in used})
+        if "--agents" in container["args"]:  # a subset of agents: a consumer group of its own
+            assert own["CARBON_ACCOUNTS_STREAMS_APP_ID"] != settings.streams.app_id
         _check_command(container["args"])
     # the alert rules' job names are what the scrape config makes of the components
     jobs = {f"carbon-accounts-{w['metadata']['name']}" for w in workloads}
