@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
@@ -71,3 +75,20 @@ def test_explicit_port_overrides_settings_and_disabled_serves_nothing() -> None:
     finally:
         server.close()
     assert serve_metrics(Settings(metrics=MetricsSettings(enabled=False))) is None
+
+
+def test_demo_prints_where_metrics_are_served(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
+        "CARBON_ACCOUNTS_KAFKA_PARTITIONS": "2",
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("CLICKHOUSE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "streams", "demo", "--duration", "1", "--metrics-port", str(port)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert f"metrics     http://127.0.0.1:{port}/metrics" in out.stdout
