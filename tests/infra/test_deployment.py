@@ -203,6 +203,18 @@ def test_kubernetes_manifests_parse_and_agree() -> None:
         if "--agents" in container["args"]:  # a subset of agents: a consumer group of its own
             assert own["CARBON_ACCOUNTS_STREAMS_APP_ID"] != settings.streams.app_id
         _check_command(container["args"])
+        # a volume's ConfigMap or Secret is in the manifests, optional, or its header says
+        # how to create it
+        header = (INFRA / "k8s" / f"{w['metadata']['name']}.yaml").read_text()
+        for volume in pod["spec"].get("volumes", []):
+            for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
+                if key in volume:
+                    ref = volume[key].get("name") or volume[key].get("secretName")
+                    assert (
+                        (kind, ref) in kinds
+                        or volume[key].get("optional")
+                        or f"create {kind.lower()} {ref}" in header
+                    ), f"{w['metadata']['name']}: {kind} {ref} is nowhere"
     # the alert rules' job names are what the scrape config makes of the components
     jobs = {f"carbon-accounts-{w['metadata']['name']}" for w in workloads}
     assert _jobs_alerted_on(jobs) == jobs
