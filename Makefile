@@ -29,6 +29,10 @@ demo: install
 bench: install
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/bench --bench-full -s
 
+# Grafana dashboards as code (dashboards/*.py) -> dashboards/json/*.json, committed
+dashboards: install
+	$(PY) -m dashboards.generate
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

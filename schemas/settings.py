@@ -108,6 +108,8 @@ class SinkSettings:
 class MetricsSettings:
     port: int = 9464  # first process; later ones take the next free port
     enabled: bool = True
+    #: where /metrics listens: 127.0.0.1 on one machine; 0.0.0.0 in a container for Prometheus
+    host: str = "127.0.0.1"
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 
@@ -13,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from streams.cli import Context, pass_context
+from streams.cli._metrics import MetricsServer, metrics_port_option, serve_metrics
 from streams.runtime import Runtime
 
 console = Console()
@@ -25,17 +27,18 @@ console = Console()
     default=None,
     help="Stop after this many seconds (default: run until Ctrl-C).",
 )
+@metrics_port_option
 @pass_context
-def command(ctx: Context, duration: float | None) -> None:
+def command(ctx: Context, duration: float | None, metrics_port: int | None) -> None:
     """Start Kafka, topics and ClickHouse, report readiness, run until Ctrl-C or --duration."""
-    asyncio.run(_demo(ctx, duration))
+    asyncio.run(_demo(ctx, duration, metrics_port))
 
 
 def _step(name: str, detail: str, seconds: float) -> None:
     console.print(f"[green]✔[/] {name:<11} {detail}  [dim]({seconds:.1f}s)[/]")
 
 
-async def _demo(ctx: Context, duration: float | None) -> None:
+async def _demo(ctx: Context, duration: float | None, metrics_port: int | None = None) -> None:
     settings = ctx.settings
     started = time.monotonic()
     stop = asyncio.Event()
@@ -43,6 +46,8 @@ async def _demo(ctx: Context, duration: float | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     console.rule("Carbon Accounts demo")
+    metrics = serve_metrics(settings, metrics_port)
+    _step("metrics", metrics.url if metrics else "disabled ([metrics] enabled = false)", 0.0)
     with console.status("starting ..."):
         runtime = Runtime(settings, on_step=_step)
         await runtime.__aenter__()
@@ -51,24 +56,29 @@ async def _demo(ctx: Context, duration: float | None) -> None:
             f"[bold green]ready[/] in {time.monotonic() - started:.1f}s — "
             f"KAFKA_BOOTSTRAP_SERVERS={runtime.bootstrap}; Ctrl-C stops"
         )
-        with Live(_status(runtime, started), console=console, refresh_per_second=2) as live:
+        status = functools.partial(_status, runtime, started, metrics)
+        with Live(status(), console=console, refresh_per_second=2) as live:
             deadline = None if duration is None else time.monotonic() + duration
             while not stop.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
-                live.update(_status(runtime, started))
+                live.update(status())
     finally:
         with console.status("stopping ..."):
             await runtime.__aexit__()
+            if metrics is not None:
+                metrics.close()
         console.print("[green]stopped cleanly[/]")
 
 
-def _status(runtime: Runtime, started: float) -> Table:
+def _status(runtime: Runtime, started: float, metrics: MetricsServer | None = None) -> Table:
     table = Table(title="status", show_header=False, box=None)
     table.add_row("uptime", f"{time.monotonic() - started:.0f}s")
     table.add_row("kafka", runtime.bootstrap)
     if runtime.store is not None:
         table.add_row("clickhouse", runtime.store.dsn)
+    if metrics is not None:
+        table.add_row("metrics", metrics.url)
     return table

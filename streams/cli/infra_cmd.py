@@ -42,3 +42,18 @@ def broker(ctx: Context, port: int | None, duration: float | None) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait(duration)
     click.echo("broker stopped")
+
+
+@command.command("cluster-ddl")
+@click.option("--cluster", default="carbon_accounts", help="Cluster name in remote_servers.")
+def cluster_ddl_cmd(cluster: str) -> None:
+    """Print the DDL for a ClickHouse cluster: Replicated tables, sharded by account_id.
+
+    Apply it once with clickhouse-client --multiquery on any node; the servers need
+    `{shard}` and `{replica}` macros and ClickHouse Keeper (README "Running at scale").
+    """
+    from infra.clickhouse_cluster import cluster_ddl
+    from sinks.store import ddl_statements
+
+    for statement in cluster_ddl([s for _, s in ddl_statements()], cluster=cluster):
+        click.echo(statement + ";\n")
