@@ -14,7 +14,7 @@ produced. Also the Kafka keys and partitions of the reference topics:
 from __future__ import annotations
 
 import csv
-import json
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time
 from importlib.resources import files
@@ -258,7 +258,7 @@ def _check_overlaps(denominators: Iterable[Denominator], errors: list[str]) -> N
         by_account.setdefault(d.account_id, []).append(d)
     for account_id, ds in by_account.items():
         ds.sort(key=lambda d: d.period_start)
-        for a, b in zip(ds, ds[1:], strict=False):
+        for a, b in itertools.pairwise(ds):
             if b.period_start < a.period_end:
                 errors.append(
                     f"{account_id}: denominator periods overlap: {a.period_start.isoformat()} .. "
@@ -319,16 +319,6 @@ def load_benefit_table(settings: Settings) -> BenefitTable:
 # ---------------------------------------------------------------- Kafka
 
 
-def _json(record: Contract) -> bytes:
-    return json.dumps(record.asdict(), default=_default, separators=(",", ":")).encode()
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON-able: {value!r}")
-
-
 async def produce(
     bootstrap: str,
     topic: str,
@@ -350,7 +340,7 @@ async def produce(
             futures.append(
                 await producer.send(
                     topic,
-                    value=_json(record),
+                    value=record.dumps(),
                     key=key.encode(),
                     partition=partition_for(by or key, partitions),
                     headers=[("content-type", b"application/json")],

@@ -55,6 +55,9 @@ __all__ = [
     "window_delta",
 ]
 
+#: float rounding allowed at an edge: 1 - 1.235 / 1.3 is 0.0499999..., and is a 5% decline
+_EPS = 1e-9
+
 #: colours from best to worst
 COLOURS: tuple[Colour, ...] = (Colour.DARK_GREEN, Colour.LIGHT_GREEN, Colour.YELLOW, Colour.RED)
 
@@ -112,7 +115,7 @@ class RuleBook:
     industries: Mapping[str, BandRule] = field(default_factory=dict)
 
     def rule_for(self, area: str, industry_code: str) -> BandRule:
-        """The rule of an account: its industry's (longest prefix), else its area's, else default."""
+        """An account's rule: its industry's (longest prefix), else its area's, else default."""
         best = ""
         for code in self.industries:
             if industry_code.startswith(code) and len(code) > len(best):
@@ -148,11 +151,15 @@ class RuleBook:
 def _rule(base: BandRule, spec: Mapping[str, Any], where: str) -> BandRule:
     spec = dict(spec)
     bands = spec.pop("bands", None) or {}
-    unknown = (set(spec) | {f"bands.{b}" for b in bands}) - _RULE_FIELDS - {
-        "bands.dark_green",
-        "bands.light_green",
-        "bands.yellow",
-    }
+    unknown = (
+        (set(spec) | {f"bands.{b}" for b in bands})
+        - _RULE_FIELDS
+        - {
+            "bands.dark_green",
+            "bands.light_green",
+            "bands.yellow",
+        }
+    )
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     try:
@@ -302,7 +309,9 @@ def _bounds(colour: Colour, rule: BandRule) -> tuple[float, float]:
 
 def band_of(k: float, rule: BandRule, previous: Colour | None = None) -> Colour:
     """The band of K; with `previous`, K must pass its edges by the hysteresis margin."""
-    raw = next((c for c, edge in zip(COLOURS, rule.edges, strict=False) if k <= edge), Colour.RED)
+    raw = next(
+        (c for c, edge in zip(COLOURS, rule.edges, strict=False) if k <= edge + _EPS), Colour.RED
+    )
     if previous is None or raw == previous:
         return raw
     lo, hi = _bounds(previous, rule)
@@ -324,10 +333,10 @@ def _lifted(decline: float | None, rule: BandRule, previous: bool | None) -> boo
         return False
     threshold = rule.lift_decline
     if previous is None:
-        return decline >= threshold
+        return decline >= threshold - _EPS
     if previous:
-        return decline > threshold * (1 - rule.hysteresis)  # stays unless clearly below
-    return decline >= threshold * (1 + rule.hysteresis)
+        return decline > threshold * (1 - rule.hysteresis) - _EPS  # stays unless clearly below
+    return decline >= threshold * (1 + rule.hysteresis) - _EPS
 
 
 def is_labelled(area: str) -> bool:
