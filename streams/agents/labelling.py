@@ -289,8 +289,9 @@ def register(
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     windows_t, registry_t, denominators_t, benchmarks_t, labels_t = (topic(n) for n in TOPICS)
     fanout_name = f"{settings.streams.app_id}-labelling-benchmarks"
+    # internal: declared with `partitions` when its agent starts (never auto-created)
     fanout = app.topic(fanout_name, internal=True, partitions=partitions, **raw)
-    source = app.topic(windows_t, registry_t, denominators_t, fanout_name, **raw)
+    source = app.topic(windows_t, registry_t, denominators_t, **raw)
     labels = app.topic(labels_t, **raw)
     book = LabelBook(
         load_rulebook(settings),
@@ -299,6 +300,7 @@ def register(
         windows=app.Table("labelling-windows", partitions=partitions),
         benchmarks=app.Table("labelling-benchmarks", partitions=partitions),
     )
+    topics = (windows_t, registry_t, denominators_t, fanout_name)
 
     async def _reject(event: faust.types.EventT, topic_name: str, exc: ContractError) -> None:
         msg = event.message
@@ -307,6 +309,24 @@ def register(
             value=msg.value,
             headers=dlq_headers(exc, topic=topic_name, partition=msg.partition, offset=msg.offset),
         )
+
+    async def _consume(stream: faust.StreamT) -> None:
+        # windows, registry and denominators on one agent, benchmarks on another: the same
+        # partition numbers of all of them go to one worker (Faust co-partitions topics of
+        # equal partition counts), and the agents share the book without awaiting inside it
+        async for event in stream.events():
+            msg = event.message
+            EVENTS_IN.labels(agent=AGENT).inc()
+            try:
+                key = (msg.key or b"").decode()
+                out = _dispatch(book, msg.topic, key, msg.value, msg.partition, topics=topics)
+            except ContractError as exc:
+                source_topic = benchmarks_t if msg.topic == fanout_name else msg.topic
+                await _reject(event, source_topic, exc)
+                continue
+            for lab in out:
+                await labels.send(key=lab.account_id.encode(), value=lab.dumps())
+                EVENTS_OUT.labels(agent=AGENT, topic=labels_t).inc()
 
     @app.agent(app.topic(benchmarks_t, **raw), name="labelling-benchmark-fanout")
     async def fan_out(stream: faust.StreamT) -> None:
@@ -322,28 +342,8 @@ def register(
             for p in range(partitions):
                 await fanout.send(key=msg.key, value=msg.value, partition=p)
 
-    @app.agent(source, name="labelling")
-    async def label(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            name = msg.topic
-            key = (msg.key or b"").decode()
-            EVENTS_IN.labels(agent=AGENT).inc()
-            try:
-                out = _dispatch(
-                    book,
-                    name,
-                    key,
-                    msg.value,
-                    msg.partition,
-                    topics=(windows_t, registry_t, denominators_t, fanout_name),
-                )
-            except ContractError as exc:
-                await _reject(event, benchmarks_t if name == fanout_name else name, exc)
-                continue
-            for lab in out:
-                await labels.send(key=lab.account_id.encode(), value=lab.dumps())
-                EVENTS_OUT.labels(agent=AGENT, topic=labels_t).inc()
+    app.agent(source, name="labelling")(_consume)
+    app.agent(fanout, name="labelling-benchmarks")(_consume)
 
 
 def _dispatch(
