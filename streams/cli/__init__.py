@@ -60,6 +60,7 @@ def _register() -> None:
         demo_cmd,
         infra_cmd,
         schemas_cmd,
+        simulate_cmd,
         whatif_cmd,
     )
 
@@ -71,6 +72,7 @@ def _register() -> None:
         accounts_cmd,
         benchmarks_cmd,
         whatif_cmd,
+        simulate_cmd,
     ):
         cli.add_command(module.command)
 
