@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.broker import ensure_topics
 from schemas.contracts import Account, Benchmark, Denominator, EmissionWindow
@@ -161,7 +161,34 @@ async def test_windows_to_label_changes(bootstrap: str, settings: Settings, uniq
         ]
         e2 = next(x for x in more if x["account_id"] == accounts[1].account_id)
         assert abs(e2["k"] - 12 / 7) < 1e-9 and e2["benchmark_version"] == "v2"
-        # and nothing more arrives
+        # bad windows go to the DLQ with their reason, and the stream goes on
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(name("emissions.windows"), b"{not json", key=b"E1")
+            await producer.send_and_wait(name("emissions.windows"), b'{"account_id": "E1"}')
+        finally:
+            await producer.stop()
+        dlq_c = AIOKafkaConsumer(
+            dlq(name("emissions.windows")),
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+        )
+        await dlq_c.start()
+        try:
+            rejected: list[Any] = []
+            deadline = time.monotonic() + 30
+            while len(rejected) < 2 and time.monotonic() < deadline:
+                for records in (await dlq_c.getmany(timeout_ms=500)).values():
+                    rejected += records
+        finally:
+            await dlq_c.stop()
+        assert sorted(dict(r.headers)["reason"] for r in rejected) == [
+            b"bad_encoding",
+            b"missing_field",
+        ]
+        assert {r.value for r in rejected} == {b"{not json", b'{"account_id": "E1"}'}
+        # and no label arrives for anything of this
         assert await _labels(consumer, 1, timeout=3) == []
     finally:
         with contextlib.suppress(Exception):
