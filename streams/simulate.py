@@ -16,7 +16,23 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-__all__ = ["DISTRICTS", "benefit_events", "send_benefit_events"]
+from schemas.contracts import Account, Benchmark, Denominator, EmissionWindow
+from streams.registry import benchmark_value, denominator_value
+from streams.rules.labelling import (
+    benchmark_for,
+    denominator_over,
+    local_month,
+    month_add,
+    month_start_utc,
+)
+
+__all__ = [
+    "DEMO_TARGETS",
+    "DISTRICTS",
+    "benefit_events",
+    "history_windows",
+    "send_benefit_events",
+]
 
 #: the districts and counties of Quzhou
 DISTRICTS = ("Kecheng", "Qujiang", "Longyou", "Jiangshan", "Changshan", "Kaihua")
@@ -130,3 +146,76 @@ async def send_benefit_events(
         return sent
     finally:
         await producer.stop()
+
+
+#: the demo's sample accounts (streams/data/accounts.yaml): (K over the last 12 closed
+#: months, K the 12 months before). *default* our own, chosen to show every colour, the
+#: lift (CON-0002 down 11%, AGR-0001 down 10% past its 8%) and a carbon sink.
+DEMO_TARGETS: dict[str, tuple[float, float]] = {
+    "IND-0001": (0.70, 0.71),
+    "IND-0002": (1.00, 1.01),
+    "IND-0003": (1.50, 1.52),
+    "IND-0004": (2.60, 2.55),
+    "ENE-0001": (0.95, 0.96),
+    "CON-0001": (1.10, 1.12),
+    "CON-0002": (1.60, 1.80),
+    "TRA-0001": (0.90, 0.90),
+    "TRA-0002": (2.20, 2.30),
+    "AGR-0001": (1.30, 1.45),
+    "FOR-0001": (-0.50, -0.50),
+}
+
+_GRID = 0.00055  # tCO2e/kWh: East China grid 2023, 0.5500 kg/kWh (shared/domain/README.md)
+
+
+def history_windows(
+    accounts: list[Account],
+    denominators: list[Denominator],
+    benchmarks: list[Benchmark],
+    now: datetime,
+    targets: dict[str, tuple[float, float]] | None = None,
+) -> list[EmissionWindow]:
+    """Two years of demo history for the sample accounts: one window per closed local month
+    carrying that month's emissions (factor_id `demo-history`), sized so each account's K
+    is its target, and one small window in the current month that closes the last one.
+
+    For the demo only: real windows come from the accounting agent, 96 a day.
+    """
+    targets = DEMO_TARGETS if targets is None else targets
+    benches = [benchmark_value(b) for b in benchmarks]
+    out: list[EmissionWindow] = []
+    for a in accounts:
+        if a.account_id not in targets:
+            continue
+        k_now, k_before = targets[a.account_id]
+        current = local_month(now, a.timezone)
+        dens = [denominator_value(d) for d in denominators if d.account_id == a.account_id]
+        for back in range(24, -1, -1):
+            month = month_add(current, -back)
+            start = month_start_utc(month, a.timezone)
+            end = month_start_utc(month_add(month, 1), a.timezone)
+            bench = benchmark_for(benches, a.area, a.industry_code, a.region, start, end)
+            denominator = denominator_over(dens, start, end)
+            if bench is None or denominator is None:
+                continue
+            k = k_now if back <= 12 else k_before
+            tco2e = k * bench.value * denominator if back else 0.001
+            at = start + (end - start) / 2 if back else start
+            sink = tco2e < 0
+            out.append(
+                EmissionWindow(
+                    account_id=a.account_id,
+                    energy_type="carbon_sink" if sink else "electricity",
+                    window_start=at,
+                    window_end=at + timedelta(minutes=15),
+                    consumption=-tco2e if sink else tco2e / _GRID,
+                    unit="tCO2e" if sink else "kWh",
+                    tco2e=tco2e,
+                    factor_id="demo-history",
+                    factor_version="2023",
+                    factor_value=-1.0 if sink else _GRID,
+                    factor_unit="tCO2e/tCO2e" if sink else "tCO2e/kWh",
+                    revision=0,
+                )
+            )
+    return out

@@ -17,7 +17,10 @@ and industry in `streams/data/labelling.yaml`):
 - hysteresis: once labelled, K must pass a band edge by more than `hysteresis` × the edge
   (default 2%) to change band, and the decline must pass the lift threshold by the same
   relative margin to switch the lift on or off; the first evaluation uses the exact edges;
-- no denominator or no benchmark for the period: no colour, with the reason, never a guess.
+- no denominator or no benchmark for the period, or a month of the period without any
+  emission window (a new account, a gap in the feed): no colour, with the reason
+  (no_denominator, no_benchmark, incomplete_period), never a guess. The lift likewise
+  needs every month of the year-earlier period.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class LabelReason(StrEnum):
     REGISTRY_CHANGE = "registry_change"  # the account's area, industry or region changed
     NO_DENOMINATOR = "no_denominator"
     NO_BENCHMARK = "no_benchmark"
+    INCOMPLETE_PERIOD = "incomplete_period"  # a month of the period has no window at all
 
 
 @dataclass(frozen=True)
@@ -394,7 +398,7 @@ class Evaluation:
     benchmark_version: str | None
     period_start: datetime
     period_end: datetime
-    missing: LabelReason | None  # no_denominator or no_benchmark when colour is None
+    missing: LabelReason | None  # why colour is None: no_denominator, no_benchmark, ...
 
 
 def evaluate(
@@ -422,6 +426,8 @@ def evaluate(
     base = Evaluation(
         None, None, False, None, None, None, emissions, None, None, None, start, end, None
     )
+    if not _complete(monthly_tco2e, first, rule.window_months):
+        return replace(base, missing=LabelReason.INCOMPLETE_PERIOD)
     denominator = denominator_over(denominators, start, end)
     if denominator is None or denominator <= 0:
         return replace(base, missing=LabelReason.NO_DENOMINATOR)
@@ -458,6 +464,10 @@ def evaluate(
     )
 
 
+def _complete(monthly: Mapping[str, float], first: str, months: int) -> bool:
+    return all(month_add(first, i) in monthly for i in range(months))
+
+
 def _sum_months(monthly: Mapping[str, float], first: str, last: str) -> float:
     return sum(v for m, v in monthly.items() if first <= m <= last)
 
@@ -470,9 +480,9 @@ def _previous_intensity(
     denominators: Sequence[DenominatorValue],
     rule: BandRule,
 ) -> float | None:
-    # the same months a year earlier; no windows at all then: no history, no lift
+    # the same months a year earlier, all of them with windows; else: no history, no lift
     p_first, p_last = month_add(first, -12), month_add(last, -12)
-    if not any(p_first <= m <= p_last for m in monthly):
+    if not _complete(monthly, p_first, rule.window_months):
         return None
     start = month_start_utc(p_first, timezone)
     end = month_start_utc(month_add(p_last, 1), timezone)

@@ -133,16 +133,16 @@ def city() -> tuple[Book, list[AccountLabel]]:
 def test_first_labels(city: tuple[Book, list[AccountLabel]]) -> None:
     _, labels = city
     got = [(x.account_id, x.new_colour, x.reason, x.revision, round(x.k or 0, 9)) for x in labels]
-    # when 2025-01 closes (a February window), the period 2024-02..2025-01 has no
-    # denominator (only 2025's is known): no colour, with the reason; nothing changes
-    # until 2026-01 closes 2025: K = (12 x 100 t / 100) / benchmark:
+    # when 2025-01 closes (a February window), the period 2024-02..2025-01 has months
+    # without any window: no colour, with the reason; nothing changes until 2026-01
+    # closes 2025: K = (12 x 100 t / 100) / benchmark:
     # A1, A2: 12 / 10 = 1.2; A3: 12 / 12 = 1.0. The resident R1 is not labelled.
     assert got == [
-        ("A1", None, "no_denominator", 1, 0),
+        ("A1", None, "incomplete_period", 1, 0),
         ("A1", "light_green", "emissions_change", 2, 1.2),
-        ("A2", None, "no_denominator", 1, 0),
+        ("A2", None, "incomplete_period", 1, 0),
         ("A2", "light_green", "emissions_change", 2, 1.2),
-        ("A3", None, "no_denominator", 1, 0),
+        ("A3", None, "incomplete_period", 1, 0),
         ("A3", "light_green", "emissions_change", 2, 1.0),
     ]
     assert labels[1].period_start == _utc(2025, 1, 1)

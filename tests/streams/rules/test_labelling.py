@@ -130,7 +130,7 @@ def test_lift_has_hysteresis_too() -> None:
 
 def test_no_benchmark_and_no_denominator_give_no_colour() -> None:
     base = dict(
-        monthly_tco2e={"2025-06": 10.0},
+        monthly_tco2e={f"2025-{m:02d}": 10.0 / 12 for m in range(1, 13)},
         latest_month="2026-01",
         timezone="UTC",
         area="industry",
@@ -146,6 +146,45 @@ def test_no_benchmark_and_no_denominator_give_no_colour() -> None:
     half = [DenominatorValue(_utc(2025, 1, 1), _utc(2025, 7, 1), 10.0)]  # stops mid-period
     ev = evaluate(**base, denominators=half, benchmarks=other)
     assert (ev.colour, ev.missing, ev.k) == (None, LabelReason.NO_DENOMINATOR, None)
+
+
+def test_a_month_without_windows_gives_no_colour() -> None:
+    months = {f"2025-{m:02d}": 10.0 for m in range(1, 13) if m != 7}  # July missing
+    ev = evaluate(
+        monthly_tco2e=months,
+        latest_month="2026-01",
+        timezone="UTC",
+        area="industry",
+        industry_code="C26",
+        region="r",
+        denominators=[DenominatorValue(_utc(2025, 1, 1), _utc(2026, 1, 1), 10.0)],
+        benchmarks=[
+            BenchmarkValue("industry", "C26", "*", _utc(2025, 1, 1), _utc(2026, 1, 1), 1, "v")
+        ],
+        rule=RULE,
+    )
+    assert (ev.colour, ev.missing) == (None, LabelReason.INCOMPLETE_PERIOD)
+    # a year earlier with a gap: no lift (2024 down 50% but June 2024 missing)
+    months = {f"2025-{m:02d}": 10.0 for m in range(1, 13)}
+    months |= {f"2024-{m:02d}": 20.0 for m in range(1, 13) if m != 6}
+    ev = evaluate(
+        monthly_tco2e=months,
+        latest_month="2026-01",
+        timezone="UTC",
+        area="industry",
+        industry_code="C26",
+        region="r",
+        denominators=[
+            DenominatorValue(_utc(2024, 1, 1), _utc(2025, 1, 1), 100.0),
+            DenominatorValue(_utc(2025, 1, 1), _utc(2026, 1, 1), 100.0),
+        ],
+        benchmarks=[
+            BenchmarkValue("industry", "C26", "*", _utc(2025, 1, 1), _utc(2026, 1, 1), 1, "v")
+        ],
+        rule=RULE,
+    )
+    # intensity 120 t / 100 = 1.2 (light green); no lift without a whole year earlier
+    assert (ev.colour, ev.lifted, ev.previous_intensity) == (LG, False, None)
 
 
 def test_denominator_is_prorated_by_overlap() -> None:
@@ -174,7 +213,7 @@ def test_benchmark_choice_most_specific_then_overlap() -> None:
 
 def test_decide_emits_only_on_colour_change() -> None:
     ev = evaluate(
-        monthly_tco2e={"2025-06": 10.0},
+        monthly_tco2e={f"2025-{m:02d}": 10.0 / 12 for m in range(1, 13)},
         latest_month="2026-01",
         timezone="UTC",
         area="industry",
