@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,9 +74,11 @@ def benefit_events(
     hours: float = 24.0,
     duplicates: float = 0.01,
     bad: float = 0.002,
+    clock: Callable[[], datetime] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """`events` benefit events (JSON-able dicts, as `benefit.events` carries them) of
-    `residents` people over `hours` from `start` (default: the last `hours` until now).
+    `residents` people over `hours` from `start` (default: the last `hours` until now);
+    with `clock`, each event happens at `clock()` instead (a live feed).
 
     A share `duplicates` of the events is repeated (same event_id) and a share `bad` is
     broken; both come on top of `events`.
@@ -94,7 +96,7 @@ def benefit_events(
         quantity = (
             float(rng.randint(int(lo), int(hi))) if integer else round(rng.uniform(lo, hi), 2)
         )
-        ts = start + timedelta(seconds=rng.uniform(0, hours * 3600))
+        ts = clock() if clock else start + timedelta(seconds=rng.uniform(0, hours * 3600))
         event = {
             "event_id": f"sim-{seed}-{n}",
             "account_id": account_id,

@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from streams.cli import Context, pass_context
+from streams.cli.labelling_demo import LabellingDemo
 from streams.runtime import Runtime
 
 console = Console()
@@ -46,29 +47,40 @@ async def _demo(ctx: Context, duration: float | None) -> None:
     with console.status("starting ..."):
         runtime = Runtime(settings, on_step=_step)
         await runtime.__aenter__()
+    labelling: LabellingDemo | None = None
     try:
+        with console.status("labelling and carbon benefit ..."):
+            t = time.monotonic()
+            labelling = LabellingDemo(settings, runtime.bootstrap)
+            _step("labelling", await labelling.start(), time.monotonic() - t)
         console.print(
             f"[bold green]ready[/] in {time.monotonic() - started:.1f}s — "
             f"KAFKA_BOOTSTRAP_SERVERS={runtime.bootstrap}; Ctrl-C stops"
         )
-        with Live(_status(runtime, started), console=console, refresh_per_second=2) as live:
+        with Live(
+            _status(runtime, started, labelling), console=console, refresh_per_second=2
+        ) as live:
             deadline = None if duration is None else time.monotonic() + duration
             while not stop.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
-                live.update(_status(runtime, started))
+                live.update(_status(runtime, started, labelling))
     finally:
         with console.status("stopping ..."):
+            if labelling is not None:
+                await labelling.stop()
             await runtime.__aexit__()
         console.print("[green]stopped cleanly[/]")
 
 
-def _status(runtime: Runtime, started: float) -> Table:
+def _status(runtime: Runtime, started: float, labelling: LabellingDemo | None = None) -> Table:
     table = Table(title="status", show_header=False, box=None)
     table.add_row("uptime", f"{time.monotonic() - started:.0f}s")
     table.add_row("kafka", runtime.bootstrap)
     if runtime.store is not None:
         table.add_row("clickhouse", runtime.store.dsn)
+    for name, value in labelling.rows() if labelling is not None else ():
+        table.add_row(name, value)
     return table
