@@ -42,6 +42,7 @@ from streams.rules.labelling import (
     evaluate,
     is_labelled,
     local_month,
+    month_add,
     window_delta,
 )
 
@@ -126,6 +127,14 @@ class LabelBook:
 
     def on_window(self, w: EmissionWindow, partition: int | None = None) -> list[AccountLabel]:
         """An emission window (new, late, or revised): update the account's months."""
+        state = self._state(w.account_id)
+        account = state["account"]
+        tz = account["timezone"] if account else self.default_timezone
+        month = local_month(w.window_start, tz)
+        latest = state["latest"]
+        keep = self._months_kept(account)
+        if latest is not None and month < month_add(latest, -keep):
+            return []  # older than any evaluation (and its year-earlier) can look
         key = f"{w.account_id}|{w.energy_type}|{_iso(w.window_start)}"
         previous = self.windows.get(key)
         change = window_delta(previous, w.revision, w.tco2e)
@@ -133,22 +142,23 @@ class LabelBook:
             return []  # a replay or an older revision: already counted
         delta, revised = change
         self.windows[key] = [w.revision, w.tco2e, w.factor_version]
-        state = self._state(w.account_id)
         if partition is not None:
             state["partition"] = partition
-        account = state["account"]
-        tz = account["timezone"] if account else self.default_timezone
-        month = local_month(w.window_start, tz)
         months = dict(state["months"])
         months[month] = months.get(month, 0.0) + delta
-        state["months"] = months
-        latest = state["latest"]
         state["latest"] = max(latest or month, month)
+        oldest = month_add(state["latest"], -keep)
+        state["months"] = {m: v for m, v in months.items() if m >= oldest}
         factor = revised and previous is not None and previous[2] != w.factor_version
         trigger = LabelReason.FACTOR_REVISION if factor else LabelReason.EMISSIONS_CHANGE
         # a window of the open month changes nothing until the month closes
         affects = latest is None or month < latest or state["latest"] != latest
         return self._evaluate(w.account_id, state, trigger if affects else None)
+
+    def _months_kept(self, account: dict[str, Any] | None) -> int:
+        # the evaluation window and the same months a year earlier, before the open month
+        rule = self.rules.rule_for(account["area"], account["industry_code"]) if account else None
+        return (rule.window_months if rule else self.rules.default.window_months) + 12
 
     def on_account(self, account: Account, partition: int | None = None) -> list[AccountLabel]:
         """A registry entry: store it and re-evaluate the account."""

@@ -226,3 +226,17 @@ def test_flapping_is_held_by_hysteresis(city: Any) -> None:
     # March at 125: K 1.225 > 1.224 -> yellow
     out = b.book.on_window(window("A1", 3, 125.0, revision=4))
     assert [x.new_colour for x in out] == ["yellow"]
+
+
+def test_state_keeps_only_the_months_an_evaluation_needs(city: Any) -> None:
+    b, _ = city
+    # latest month 2026-01: an evaluation reads 2025-01..2025-12 and a year earlier
+    # 2024-01..2024-12, so months before 2024-01 are neither kept nor counted
+    windows_before = len(b.book.windows)
+    assert b.book.on_window(window("A1", 12, 50.0, year=2023)) == []
+    assert len(b.book.windows) == windows_before and b.take() == []
+    assert b.book.on_window(window("A1", 1, 50.0, year=2024)) == []  # kept (no colour change)
+    assert "2024-01" in b.book.accounts["A1"]["months"]
+    # a window of 2028-03 moves the latest month: everything before 2026-03 is dropped
+    b.book.on_window(window("A1", 3, 1.0, year=2028))
+    assert sorted(b.book.accounts["A1"]["months"]) == ["2028-03"]
