@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
 
 from schemas.contracts import Benchmark
 from schemas.settings import Settings
 from sinks.store import Store
+from streams.cli.whatif_cmd import render
 from streams.rules.labelling import RuleBook
 from streams.whatif import whatif
 
@@ -116,3 +124,35 @@ def test_whatif_counts_per_industry(store: Store) -> None:
         ("W2", "same"),
         ("W3", "loses"),
     }
+
+
+def test_whatif_render(store: Store) -> None:
+    _fill(store)
+    proposal = [_bench("C26", "east", 7.5, "v2")]
+    result = whatif(store, Settings(), proposal, RuleBook())
+    console = Console(record=True, width=120)
+    render(result, console)
+    text = console.export_text()
+    assert "what-if: 1 of 3 accounts change" in text
+    assert "W1 (C2614): light_green -> yellow  K 1.200 -> 1.600" in text
+
+
+def test_whatif_command_on_an_empty_store(tmp_path: Path) -> None:
+    # its own process: chdb runs one engine per process and this one has the test store
+    proposal = tmp_path / "p.yaml"
+    proposal.write_text(
+        "benchmarks:\n"
+        "  - {area: industry, industry_code: C26, region: '*', period_start: 2025-01-01,\n"
+        "     period_end: 2026-01-01, value: 2, unit: tCO2e/10k_yuan, source: s, version: v}\n"
+    )
+    env = {**os.environ, "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var")}
+    env.pop("CLICKHOUSE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "streams", "whatif", "--benchmark", str(proposal), "--format",
+         "json"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == {
+        "accounts": 0, "changed": 0, "industries": [], "changed_accounts": []
+    }  # fmt: skip
