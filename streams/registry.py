@@ -28,7 +28,7 @@ from aiokafka.partitioner import murmur2
 
 from schemas.codec import decode
 from schemas.contracts import Account, Area, Benchmark, Contract, Denominator
-from schemas.errors import ContractError
+from schemas.errors import ContractError, ReasonCode
 from schemas.settings import Settings
 from streams.rules.benefit import BenefitTable
 from streams.rules.labelling import BenchmarkValue, DenominatorValue, RuleBook
@@ -47,6 +47,7 @@ __all__ = [
     "produce",
     "read_accounts",
     "read_benchmarks",
+    "validate",
 ]
 
 ACCOUNT_FIELDS = (
@@ -109,6 +110,34 @@ def benchmark_value(b: Benchmark) -> BenchmarkValue:
     return BenchmarkValue(
         b.area, b.industry_code, b.region, b.period_start, b.period_end, b.value, b.version
     )
+
+
+def validate(record: Account | Denominator | Benchmark) -> None:
+    """Rules across fields of reference records from any producer; raise ContractError.
+
+    An account's timezone must exist; a denominator or benchmark needs a period that ends
+    after it starts and a value > 0; a benchmark's unit is tCO2e per a denominator unit.
+    """
+    if isinstance(record, Account):
+        try:
+            ZoneInfo(record.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ContractError(
+                ReasonCode.OUT_OF_RANGE, f"unknown timezone {record.timezone!r}", "timezone"
+            ) from None
+        return
+    if record.period_end <= record.period_start:
+        raise ContractError(
+            ReasonCode.BAD_TIME, "period_end is not after period_start", "period_end"
+        )
+    if not record.value > 0:
+        raise ContractError(ReasonCode.OUT_OF_RANGE, f"value {record.value} must be > 0", "value")
+    if isinstance(record, Benchmark) and not record.unit.startswith("tCO2e/"):
+        raise ContractError(
+            ReasonCode.UNKNOWN_UNIT,
+            f"unit {record.unit!r} must be tCO2e/<denominator unit>",
+            "unit",
+        )
 
 
 # ---------------------------------------------------------------- files

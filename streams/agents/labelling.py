@@ -31,7 +31,7 @@ from schemas.dlq import dlq_headers, dlq_topic
 from schemas.errors import ContractError
 from schemas.settings import Settings
 from streams.metrics import EVENTS_IN, EVENTS_OUT, LABEL_CHANGES, LABEL_EVALUATIONS
-from streams.registry import benchmark_key, benchmark_value, load_rulebook
+from streams.registry import benchmark_key, benchmark_value, load_rulebook, validate
 from streams.rules.labelling import (
     BenchmarkValue,
     DenominatorValue,
@@ -345,7 +345,7 @@ def register(
             msg = event.message
             if msg.value is not None:
                 try:
-                    decode_json(Benchmark, msg.value)
+                    validate(decode_json(Benchmark, msg.value))
                 except ContractError as exc:
                     await _reject(event, benchmarks_t, exc)
                     continue
@@ -373,12 +373,18 @@ def _dispatch(
     if name == registry_t:
         if value is None:
             return book.on_account_deleted(key)
-        return book.on_account(decode_json(Account, value), partition)
+        account = decode_json(Account, value)
+        validate(account)
+        return book.on_account(account, partition)
     if name == denominators_t:
         d = None if value is None else decode_json(Denominator, value)
+        if d is not None:
+            validate(d)
         return book.on_denominator(d, key, partition)
     if name == fanout_t:
         b = None if value is None else decode_json(Benchmark, value)
+        if b is not None:
+            validate(b)
         return book.on_benchmark(b, benchmark_key(b) if b else key, partition)
     log.warning("labelling: record from unexpected topic %s", name)
     return []

@@ -7,11 +7,13 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from click.testing import CliRunner
 
+from schemas.errors import ContractError
 from streams.cli import cli
-from streams.registry import data_path, partition_for, read_accounts, read_benchmarks
+from streams.registry import data_path, partition_for, read_accounts, read_benchmarks, validate
 
 
 def test_sample_data_covers_the_six_areas() -> None:
@@ -112,3 +114,20 @@ def test_load_sends_to_the_broker(bootstrap: str, tmp_path: Path, unique: str) -
     assert {r.partition for r in dens} == {registry[0].partition}
     n = partitions["accounts.registry"]
     assert registry[0].partition == partition_for(f"L1-{unique}", n)
+
+
+def test_validate_reference_records_from_any_producer() -> None:
+    accounts, denominators = read_accounts(data_path("accounts.yaml"))
+    benchmark = read_benchmarks(data_path("benchmarks.yaml"))[0]
+    for record in (accounts[0], denominators[0], benchmark):
+        validate(record)  # the sample data is valid
+    cases = [
+        (accounts[0].derive(timezone="Mars/Olympus"), "out_of_range"),
+        (denominators[0].derive(value=0.0), "out_of_range"),
+        (denominators[0].derive(period_end=denominators[0].period_start), "bad_time"),
+        (benchmark.derive(unit="kg"), "unknown_unit"),
+    ]
+    for record, reason in cases:
+        with pytest.raises(ContractError) as info:
+            validate(record)
+        assert info.value.reason == reason
