@@ -116,6 +116,11 @@ class LabelBook:
             }
         return dict(state)
 
+    def reload(self) -> None:
+        """Forget derived caches (call when the mappings changed behind the book's back,
+        as after a rebalance recovered tables from their changelogs)."""
+        self._bench_cache = None
+
     def _benchmarks(self) -> list[BenchmarkValue]:
         if self._bench_cache is None:
             self._bench_cache = [
@@ -311,6 +316,10 @@ def register(
         benchmarks=app.Table("labelling-benchmarks", partitions=partitions),
     )
     topics = (windows_t, registry_t, denominators_t, fanout_name)
+
+    @app.on_rebalance_complete.connect
+    async def _recovered(sender: object, **_: object) -> None:
+        book.reload()  # the benchmarks table may hold rows recovered from its changelog
 
     async def _reject(event: faust.types.EventT, topic_name: str, exc: ContractError) -> None:
         msg = event.message
