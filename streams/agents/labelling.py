@@ -166,7 +166,13 @@ class LabelBook:
         return (rule.window_months if rule else self.rules.default.window_months) + 12
 
     def on_account(self, account: Account, partition: int | None = None) -> list[AccountLabel]:
-        """A registry entry: store it and re-evaluate the account."""
+        """A registry entry: store it and re-evaluate the account.
+
+        Residents (millions of them) are not labelled: they are not kept unless the
+        account already has state here (its area changed).
+        """
+        if not is_labelled(account.area) and account.account_id not in self.accounts:
+            return []
         state = self._state(account.account_id)
         before = state["account"]
         state["account"] = {k: v for k, v in account.asdict().items()}

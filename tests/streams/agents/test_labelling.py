@@ -131,7 +131,7 @@ def city() -> tuple[Book, list[AccountLabel]]:
 
 
 def test_first_labels(city: tuple[Book, list[AccountLabel]]) -> None:
-    _, labels = city
+    b, labels = city
     got = [(x.account_id, x.new_colour, x.reason, x.revision, round(x.k or 0, 9)) for x in labels]
     # when 2025-01 closes (a February window), the period 2024-02..2025-01 has months
     # without any window: no colour, with the reason; nothing changes until 2026-01
@@ -145,6 +145,7 @@ def test_first_labels(city: tuple[Book, list[AccountLabel]]) -> None:
         ("A3", None, "incomplete_period", 1, 0),
         ("A3", "light_green", "emissions_change", 2, 1.0),
     ]
+    assert "R1" not in b.book.accounts or b.book.accounts["R1"]["account"] is None
     assert labels[1].period_start == _utc(2025, 1, 1)
     assert labels[1].period_end == _utc(2026, 1, 1)
 
