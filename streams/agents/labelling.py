@@ -1,10 +1,12 @@
 """The labelling agent: emission windows and reference data in, colour changes out.
 
-One agent reads, co-partitioned by account, `emissions.windows`, `accounts.registry`,
-`accounts.denominators` (produced on the partition of their account) and a fan-out of
-`benchmarks` (every benchmark is copied to every partition, so each worker sees them all
-and re-evaluates only the accounts it owns). Each record re-evaluates only the accounts
-it can change:
+Two agents share one state (`LabelBook`, over Faust tables): `labelling` reads
+`emissions.windows`, `accounts.registry` and `accounts.denominators` (produced on the
+partition of their account), `labelling-benchmarks` reads an internal fan-out of
+`benchmarks` (every benchmark is copied to every partition by a third agent, so each
+worker sees them all and re-evaluates only the accounts it owns). All these topics have
+the same partition count, so Faust gives the same partition numbers of all of them to one
+worker. Each record re-evaluates only the accounts it can change:
 
 - a window: its account (and only when it changes a closed month or closes one);
 - a registry entry or a denominator: its account;
