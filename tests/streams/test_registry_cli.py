@@ -131,3 +131,18 @@ def test_validate_reference_records_from_any_producer() -> None:
         with pytest.raises(ContractError) as info:
             validate(record)
         assert info.value.reason == reason
+
+
+def test_benchmarks_from_csv(tmp_path: Path) -> None:
+    path = tmp_path / "b.csv"
+    path.write_text(
+        "area,industry_code,region,period_start,period_end,value,unit,source,version\n"
+        "industry,C26,*,2025-01-01,2026-01-01,2.1,tCO2e/10k_yuan,city bureau,2025a\n"
+        "energy,D44,east_china,2025-01-01T00:00:00+08:00,2026-01-01T00:00:00+08:00,0.8273,"
+        "tCO2e/MWh,MEE 2023,2023\n"
+    )
+    b1, b2 = read_benchmarks(path)
+    assert (b1.industry_code, b1.value, b1.version) == ("C26", 2.1, "2025a")
+    # a date is local midnight (Asia/Shanghai); an RFC 3339 time is taken as given
+    assert b1.period_start.isoformat() == "2024-12-31T16:00:00+00:00"
+    assert b2.period_start == b1.period_start and b2.region == "east_china"
