@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BenefitSettings",
     "ClickHouseSettings",
     "CollectorSettings",
     "KafkaSettings",
+    "LabellingSettings",
     "MetricsSettings",
     "Settings",
     "SettingsError",
@@ -105,6 +107,21 @@ class SinkSettings:
 
 
 @dataclass
+class LabellingSettings:
+    #: YAML of bands, lift, window and hysteresis per area and industry; unset: the packaged
+    #: default (streams/data/labelling.yaml)
+    rules_file: str | None = None
+
+
+@dataclass
+class BenefitSettings:
+    #: YAML of per-behaviour reductions, points per gram and daily caps; unset: the packaged
+    #: default (streams/data/benefit.yaml)
+    table_file: str | None = None
+    keep_days: int = 7  # a person's days kept for caps and duplicates; older events: too_late
+
+
+@dataclass
 class MetricsSettings:
     port: int = 9464  # first process; later ones take the next free port
     enabled: bool = True
@@ -122,6 +139,8 @@ class Settings:
     collectors: CollectorSettings = field(default_factory=CollectorSettings)
     sinks: SinkSettings = field(default_factory=SinkSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    labelling: LabellingSettings = field(default_factory=LabellingSettings)
+    benefit: BenefitSettings = field(default_factory=BenefitSettings)
 
     @property
     def data_path(self) -> Path:

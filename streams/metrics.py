@@ -6,11 +6,14 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "BATCH_SECONDS",
+    "BENEFIT_DUPLICATES",
+    "BENEFIT_POINTS",
     "CONSUMER_LAG",
     "DUPLICATES",
     "EVENTS_IN",
     "EVENTS_OUT",
     "LABEL_CHANGES",
+    "LABEL_EVALUATIONS",
     "WINDOW_REVISIONS",
 ]
 
@@ -44,4 +47,19 @@ LABEL_CHANGES = Counter(
     "carbon_accounts_stream_label_changes",
     "Colour changes emitted, by area and new colour.",
     ["area", "colour"],
+)
+LABEL_EVALUATIONS = Counter(
+    "carbon_accounts_stream_label_evaluations",
+    "Accounts re-evaluated by the labelling agent, by trigger (only the affected accounts).",
+    ["trigger"],
+)
+BENEFIT_POINTS = Counter(
+    "carbon_accounts_stream_benefit_points",
+    "Carbon-benefit points awarded, after daily caps, by behaviour.",
+    ["behaviour"],
+)
+BENEFIT_DUPLICATES = Counter(
+    "carbon_accounts_stream_benefit_duplicates",
+    "Benefit events ignored because their event_id was already counted.",
+    ["behaviour"],
 )

@@ -53,9 +53,29 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 def _register() -> None:
-    from streams.cli import config_cmd, demo_cmd, infra_cmd, schemas_cmd, worker_cmd
+    from streams.cli import (
+        accounts_cmd,
+        benchmarks_cmd,
+        config_cmd,
+        demo_cmd,
+        infra_cmd,
+        schemas_cmd,
+        simulate_cmd,
+        whatif_cmd,
+        worker_cmd,
+    )
 
-    for module in (config_cmd, schemas_cmd, infra_cmd, demo_cmd, worker_cmd):
+    for module in (
+        config_cmd,
+        schemas_cmd,
+        infra_cmd,
+        demo_cmd,
+        accounts_cmd,
+        benchmarks_cmd,
+        whatif_cmd,
+        simulate_cmd,
+        worker_cmd,
+    ):
         cli.add_command(module.command)
 
 

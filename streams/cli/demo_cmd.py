@@ -15,6 +15,7 @@ from rich.table import Table
 
 from streams.cli import Context, pass_context
 from streams.cli._metrics import MetricsServer, metrics_port_option, serve_metrics
+from streams.cli.labelling_demo import LabellingDemo
 from streams.runtime import Runtime
 
 console = Console()
@@ -51,12 +52,17 @@ async def _demo(ctx: Context, duration: float | None, metrics_port: int | None =
     with console.status("starting ..."):
         runtime = Runtime(settings, on_step=_step)
         await runtime.__aenter__()
+    labelling: LabellingDemo | None = None
     try:
+        with console.status("labelling and carbon benefit ..."):
+            t = time.monotonic()
+            labelling = LabellingDemo(settings, runtime.bootstrap)
+            _step("labelling", await labelling.start(), time.monotonic() - t)
         console.print(
             f"[bold green]ready[/] in {time.monotonic() - started:.1f}s — "
             f"KAFKA_BOOTSTRAP_SERVERS={runtime.bootstrap}; Ctrl-C stops"
         )
-        status = functools.partial(_status, runtime, started, metrics)
+        status = functools.partial(_status, runtime, started, metrics, labelling)
         with Live(status(), console=console, refresh_per_second=2) as live:
             deadline = None if duration is None else time.monotonic() + duration
             while not stop.is_set():
@@ -67,13 +73,20 @@ async def _demo(ctx: Context, duration: float | None, metrics_port: int | None =
                 live.update(status())
     finally:
         with console.status("stopping ..."):
+            if labelling is not None:
+                await labelling.stop()
             await runtime.__aexit__()
             if metrics is not None:
                 metrics.close()
         console.print("[green]stopped cleanly[/]")
 
 
-def _status(runtime: Runtime, started: float, metrics: MetricsServer | None = None) -> Table:
+def _status(
+    runtime: Runtime,
+    started: float,
+    metrics: MetricsServer | None = None,
+    labelling: LabellingDemo | None = None,
+) -> Table:
     table = Table(title="status", show_header=False, box=None)
     table.add_row("uptime", f"{time.monotonic() - started:.0f}s")
     table.add_row("kafka", runtime.bootstrap)
@@ -81,4 +94,6 @@ def _status(runtime: Runtime, started: float, metrics: MetricsServer | None = No
         table.add_row("clickhouse", runtime.store.dsn)
     if metrics is not None:
         table.add_row("metrics", metrics.url)
+    for name, value in labelling.rows() if labelling is not None else ():
+        table.add_row(name, value)
     return table

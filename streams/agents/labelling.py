@@ -1,0 +1,407 @@
+"""The labelling agent: emission windows and reference data in, colour changes out.
+
+Two agents share one state (`LabelBook`, over Faust tables): `labelling` reads
+`emissions.windows`, `accounts.registry` and `accounts.denominators` (produced on the
+partition of their account), `labelling-benchmarks` reads an internal fan-out of
+`benchmarks` (every benchmark is copied to every partition by a third agent, so each
+worker sees them all and re-evaluates only the accounts it owns). All these topics have
+the same partition count, so Faust gives the same partition numbers of all of them to one
+worker. Each record re-evaluates only the accounts it can change:
+
+- a window: its account (and only when it changes a closed month or closes one);
+- a registry entry or a denominator: its account;
+- a benchmark: the accounts of that area, industry code prefix and region;
+- a factor revision arrives as windows with a higher revision: they replace, never add.
+
+State per account is compact: emissions per local month, the denominators, the last
+label. Per window only `[revision, tCO2e, factor_version]` is kept, to replace a revised
+window by its difference. A label goes to `accounts.labels` only when the colour changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from schemas.codec import decode, decode_json
+from schemas.contracts import Account, AccountLabel, Benchmark, Denominator, EmissionWindow
+from schemas.dlq import dlq_headers, dlq_topic
+from schemas.errors import ContractError
+from schemas.settings import Settings
+from streams.metrics import EVENTS_IN, EVENTS_OUT, LABEL_CHANGES, LABEL_EVALUATIONS
+from streams.registry import benchmark_key, benchmark_value, load_rulebook, validate
+from streams.rules.labelling import (
+    BenchmarkValue,
+    DenominatorValue,
+    LabelReason,
+    LabelState,
+    RuleBook,
+    decide,
+    evaluate,
+    is_labelled,
+    local_month,
+    month_add,
+    window_delta,
+)
+
+__all__ = ["LabelBook", "register"]
+
+log = logging.getLogger(__name__)
+
+AGENT = "labelling"
+
+#: the topics the agent reads and writes (a test may map them to its own names)
+TOPICS = (
+    "emissions.windows",
+    "accounts.registry",
+    "accounts.denominators",
+    "benchmarks",
+    "accounts.labels",
+)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def _dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class LabelBook:
+    """The labelling state of the accounts one worker owns, over mutable mappings.
+
+    The agent passes Faust tables (changelogged, recovered on restart); a value is always
+    written back whole, never mutated in place, so the changelog sees every change.
+
+    - `accounts[account_id]`: `{account, partition, denominators, months, latest, label}`;
+    - `windows["account|energy_type|window_start"]`: `[revision, tco2e, factor_version]`;
+    - `benchmarks[benchmark key]`: the Benchmark as JSON.
+    """
+
+    def __init__(
+        self,
+        rules: RuleBook,
+        default_timezone: str,
+        *,
+        accounts: MutableMapping[str, Any],
+        windows: MutableMapping[str, Any],
+        benchmarks: MutableMapping[str, Any],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_evaluate: Callable[[str, LabelReason], None] | None = None,
+    ) -> None:
+        self.rules = rules
+        self.default_timezone = default_timezone
+        self.accounts = accounts
+        self.windows = windows
+        self.benchmarks = benchmarks
+        self.clock = clock
+        self.on_evaluate = on_evaluate
+        self._bench_cache: list[BenchmarkValue] | None = None
+
+    # ------------------------------------------------------------ state
+
+    def _state(self, account_id: str) -> dict[str, Any]:
+        state = self.accounts.get(account_id)
+        if state is None:
+            return {
+                "account": None,
+                "partition": None,
+                "denominators": {},
+                "months": {},
+                "latest": None,
+                "label": None,
+            }
+        return dict(state)
+
+    def reload(self) -> None:
+        """Forget derived caches (call when the mappings changed behind the book's back,
+        as after a rebalance recovered tables from their changelogs)."""
+        self._bench_cache = None
+
+    def _benchmarks(self) -> list[BenchmarkValue]:
+        if self._bench_cache is None:
+            self._bench_cache = [
+                benchmark_value(decode(Benchmark, b)) for b in self.benchmarks.values()
+            ]
+        return self._bench_cache
+
+    # ------------------------------------------------------------ triggers
+
+    def on_window(self, w: EmissionWindow, partition: int | None = None) -> list[AccountLabel]:
+        """An emission window (new, late, or revised): update the account's months."""
+        state = self._state(w.account_id)
+        account = state["account"]
+        tz = account["timezone"] if account else self.default_timezone
+        month = local_month(w.window_start, tz)
+        latest = state["latest"]
+        keep = self._months_kept(account)
+        if latest is not None and month < month_add(latest, -keep):
+            return []  # older than any evaluation (and its year-earlier) can look
+        key = f"{w.account_id}|{w.energy_type}|{_iso(w.window_start)}"
+        previous = self.windows.get(key)
+        change = window_delta(previous, w.revision, w.tco2e)
+        if change is None:
+            return []  # a replay or an older revision: already counted
+        delta, revised = change
+        self.windows[key] = [w.revision, w.tco2e, w.factor_version]
+        if partition is not None:
+            state["partition"] = partition
+        months = dict(state["months"])
+        months[month] = months.get(month, 0.0) + delta
+        state["latest"] = max(latest or month, month)
+        oldest = month_add(state["latest"], -keep)
+        state["months"] = {m: v for m, v in months.items() if m >= oldest}
+        factor = revised and previous is not None and previous[2] != w.factor_version
+        trigger = LabelReason.FACTOR_REVISION if factor else LabelReason.EMISSIONS_CHANGE
+        # a window of the open month changes nothing until the month closes
+        affects = latest is None or month < latest or state["latest"] != latest
+        return self._evaluate(w.account_id, state, trigger if affects else None)
+
+    def _months_kept(self, account: dict[str, Any] | None) -> int:
+        # the evaluation window and the same months a year earlier, before the open month
+        rule = self.rules.rule_for(account["area"], account["industry_code"]) if account else None
+        return (rule.window_months if rule else self.rules.default.window_months) + 12
+
+    def on_account(self, account: Account, partition: int | None = None) -> list[AccountLabel]:
+        """A registry entry: store it and re-evaluate the account.
+
+        Residents (millions of them) are not labelled: they are not kept unless the
+        account already has state here (its area changed).
+        """
+        if not is_labelled(account.area) and account.account_id not in self.accounts:
+            return []
+        state = self._state(account.account_id)
+        before = state["account"]
+        state["account"] = {k: v for k, v in account.asdict().items()}
+        if partition is not None:
+            state["partition"] = partition
+        same = before is not None and all(
+            before.get(f) == state["account"].get(f)
+            for f in ("area", "industry_code", "region", "timezone")
+        )
+        return self._evaluate(
+            account.account_id, state, None if same else LabelReason.REGISTRY_CHANGE
+        )
+
+    def on_account_deleted(self, account_id: str) -> list[AccountLabel]:
+        """A registry tombstone: forget the account's reference data (its windows stay)."""
+        state = self._state(account_id)
+        state["account"] = None
+        self.accounts[account_id] = state
+        return []
+
+    def on_denominator(
+        self, d: Denominator | None, key: str, partition: int | None = None
+    ) -> list[AccountLabel]:
+        """A denominator (None: its tombstone, for `key`): re-evaluate its account."""
+        account_id, _, start = key.partition("|")
+        if d is not None:
+            account_id, start = d.account_id, _iso(d.period_start)
+        state = self._state(account_id)
+        if partition is not None:
+            state["partition"] = partition
+        denominators = dict(state["denominators"])
+        if d is None:
+            denominators.pop(start, None)
+        else:
+            denominators[start] = [_iso(d.period_start), _iso(d.period_end), d.value]
+        state["denominators"] = denominators
+        return self._evaluate(account_id, state, LabelReason.DENOMINATOR_CHANGE)
+
+    def on_benchmark(
+        self, b: Benchmark | None, key: str, partition: int | None = None
+    ) -> list[AccountLabel]:
+        """A benchmark (None: its tombstone): re-evaluate the accounts it applies to.
+
+        Only accounts that arrived on `partition` are evaluated (the benchmark reaches
+        every partition; each account is evaluated once, by its own partition's copy).
+        """
+        old = self.benchmarks.get(key)
+        if b is None:
+            self.benchmarks.pop(key, None)
+        else:
+            self.benchmarks[key] = b.asdict() | {
+                "period_start": _iso(b.period_start),
+                "period_end": _iso(b.period_end),
+            }
+        self._bench_cache = None
+        scopes = [benchmark_value(x) for x in (b, decode(Benchmark, old) if old else None) if x]
+        out: list[AccountLabel] = []
+        for account_id, state in list(self.accounts.items()):
+            account = state.get("account")
+            if not account or (partition is not None and state.get("partition") != partition):
+                continue
+            if any(
+                s.applies_to(account["area"], account["industry_code"], account["region"])
+                for s in scopes
+            ):
+                out += self._evaluate(account_id, dict(state), LabelReason.BENCHMARK_CHANGE)
+        return out
+
+    # ------------------------------------------------------------ evaluation
+
+    def _evaluate(
+        self, account_id: str, state: dict[str, Any], trigger: LabelReason | None
+    ) -> list[AccountLabel]:
+        # stores `state` and, given a trigger, evaluates the account; a label on change
+        account = state["account"]
+        if trigger is None or account is None or state["latest"] is None:
+            self.accounts[account_id] = state
+            return []
+        if not is_labelled(account["area"]):
+            self.accounts[account_id] = state
+            return []
+        if self.on_evaluate is not None:
+            self.on_evaluate(account_id, trigger)
+        LABEL_EVALUATIONS.labels(trigger=trigger.value).inc()
+        previous = LabelState.from_json(state["label"])
+        evaluation = evaluate(
+            monthly_tco2e=state["months"],
+            latest_month=state["latest"],
+            timezone=account["timezone"],
+            area=account["area"],
+            industry_code=account["industry_code"],
+            region=account["region"],
+            denominators=[
+                DenominatorValue(_dt(s), _dt(e), v) for s, e, v in state["denominators"].values()
+            ],
+            benchmarks=self._benchmarks(),
+            rule=self.rules.rule_for(account["area"], account["industry_code"]),
+            previous=previous,
+        )
+        new_state, reason = decide(previous, evaluation, trigger)
+        state["label"] = new_state.as_json()
+        self.accounts[account_id] = state
+        if reason is None:
+            return []
+        LABEL_CHANGES.labels(area=account["area"], colour=str(new_state.colour or "none")).inc()
+        return [
+            AccountLabel(
+                account_id=account_id,
+                area=account["area"],
+                industry_code=account["industry_code"],
+                region=account["region"],
+                old_colour=previous.colour.value if previous and previous.colour else None,
+                new_colour=new_state.colour.value if new_state.colour else None,
+                k=evaluation.k,
+                intensity=evaluation.intensity,
+                benchmark=evaluation.benchmark,
+                benchmark_version=evaluation.benchmark_version,
+                period_start=evaluation.period_start,
+                period_end=evaluation.period_end,
+                reason=reason.value,
+                revision=new_state.revision,
+                ts=self.clock(),
+            )
+        ]
+
+
+def register(
+    app: faust.App, settings: Settings, *, topic: Callable[[str], str] = lambda name: name
+) -> None:
+    """Add the labelling agents and tables to `app`.
+
+    `topic` maps a topic name to the one to use (tests give each run its own topics).
+    """
+    partitions = settings.kafka.partitions
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    windows_t, registry_t, denominators_t, benchmarks_t, labels_t = (topic(n) for n in TOPICS)
+    fanout_name = f"{settings.streams.app_id}-labelling-benchmarks"
+    # internal: declared with `partitions` when its agent starts (never auto-created)
+    fanout = app.topic(fanout_name, internal=True, partitions=partitions, **raw)
+    source = app.topic(windows_t, registry_t, denominators_t, **raw)
+    labels = app.topic(labels_t, **raw)
+    book = LabelBook(
+        load_rulebook(settings),
+        settings.streams.timezone,
+        accounts=app.Table("labelling-accounts", partitions=partitions),
+        windows=app.Table("labelling-windows", partitions=partitions),
+        benchmarks=app.Table("labelling-benchmarks", partitions=partitions),
+    )
+    topics = (windows_t, registry_t, denominators_t, fanout_name)
+
+    @app.on_rebalance_complete.connect
+    async def _recovered(sender: object, **_: object) -> None:
+        book.reload()  # the benchmarks table may hold rows recovered from its changelog
+
+    async def _reject(event: faust.types.EventT, topic_name: str, exc: ContractError) -> None:
+        msg = event.message
+        await app.topic(dlq_topic(topic_name), **raw).send(
+            key=msg.key,
+            value=msg.value,
+            headers=dlq_headers(exc, topic=topic_name, partition=msg.partition, offset=msg.offset),
+        )
+
+    async def _consume(stream: faust.StreamT) -> None:
+        # windows, registry and denominators on one agent, benchmarks on another: the same
+        # partition numbers of all of them go to one worker (Faust co-partitions topics of
+        # equal partition counts), and the agents share the book without awaiting inside it
+        async for event in stream.events():
+            msg = event.message
+            EVENTS_IN.labels(agent=AGENT).inc()
+            try:
+                key = (msg.key or b"").decode()
+                out = _dispatch(book, msg.topic, key, msg.value, msg.partition, topics=topics)
+            except ContractError as exc:
+                source_topic = benchmarks_t if msg.topic == fanout_name else msg.topic
+                await _reject(event, source_topic, exc)
+                continue
+            for lab in out:
+                await labels.send(key=lab.account_id.encode(), value=lab.dumps())
+                EVENTS_OUT.labels(agent=AGENT, topic=labels_t).inc()
+
+    @app.agent(app.topic(benchmarks_t, **raw), name="labelling-benchmark-fanout")
+    async def fan_out(stream: faust.StreamT) -> None:
+        # copy every benchmark (and tombstone) to every partition of the internal topic
+        async for event in stream.events():
+            msg = event.message
+            if msg.value is not None:
+                try:
+                    validate(decode_json(Benchmark, msg.value))
+                except ContractError as exc:
+                    await _reject(event, benchmarks_t, exc)
+                    continue
+            for p in range(partitions):
+                await fanout.send(key=msg.key, value=msg.value, partition=p)
+
+    app.agent(source, name="labelling")(_consume)
+    app.agent(fanout, name="labelling-benchmarks")(_consume)
+
+
+def _dispatch(
+    book: LabelBook,
+    name: str,
+    key: str,
+    value: bytes | None,
+    partition: int,
+    *,
+    topics: tuple[str, str, str, str],
+) -> list[AccountLabel]:
+    windows_t, registry_t, denominators_t, fanout_t = topics
+    if name == windows_t:
+        if value is None:
+            return []
+        return book.on_window(decode_json(EmissionWindow, value), partition)
+    if name == registry_t:
+        if value is None:
+            return book.on_account_deleted(key)
+        account = decode_json(Account, value)
+        validate(account)
+        return book.on_account(account, partition)
+    if name == denominators_t:
+        d = None if value is None else decode_json(Denominator, value)
+        if d is not None:
+            validate(d)
+        return book.on_denominator(d, key, partition)
+    if name == fanout_t:
+        b = None if value is None else decode_json(Benchmark, value)
+        if b is not None:
+            validate(b)
+        return book.on_benchmark(b, benchmark_key(b) if b else key, partition)
+    log.warning("labelling: record from unexpected topic %s", name)
+    return []
