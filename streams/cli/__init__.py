@@ -53,9 +53,16 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 def _register() -> None:
-    from streams.cli import config_cmd, demo_cmd, infra_cmd, schemas_cmd
+    from streams.cli import (
+        collect_cmd,
+        config_cmd,
+        demo_cmd,
+        infra_cmd,
+        schemas_cmd,
+        simulate_cmd,
+    )
 
-    for module in (config_cmd, schemas_cmd, infra_cmd, demo_cmd):
+    for module in (config_cmd, schemas_cmd, infra_cmd, demo_cmd, simulate_cmd, collect_cmd):
         cli.add_command(module.command)
 
 
