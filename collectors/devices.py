@@ -30,6 +30,7 @@ devices:
     controller: tcp://10.0.0.6:502      # or file:///dev/ttyUSB0 (RTU: baud_rate, parity ...)
     slave_id: 1
     interval: 15s
+    max_gap: 0                          # unused registers a read may span (Telegraf's fill)
     timeout: 1s
     retries: 2
     clock: {register: input, address: 0, data_type: UINT64}   # optional device clock (ms)
@@ -199,6 +200,7 @@ class ModbusDevice:
     timeout: float = 1.0
     retries: int = 1
     max_batch: int = 125  # registers per read (the protocol's limit)
+    max_gap: int = 0  # unused registers a read may span to join neighbours (all must exist)
     baud_rate: int = 9600
     data_bits: int = 8
     parity: str = "N"
@@ -301,6 +303,7 @@ class _Checker:
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
         self.problems = problems
+        self.meter_lines: dict[str, int] = {}  # meter_id -> line it was first seen
 
     def problem(self, line: int, where: str, message: str) -> None:
         self.problems.append(f"{self.path}:{line}: {where}: {message}")
@@ -366,7 +369,8 @@ class _Checker:
     def sequence(self, obj: _Map, key: str, where: str) -> _Seq | None:
         raw = obj.get(key)
         if not isinstance(raw, _Seq) or not raw:
-            self.problem(obj.lines.get(key, obj.line), f"{where}.{key}", "must be a non-empty list")
+            name = f"{where}.{key}" if where else key
+            self.problem(obj.lines.get(key, obj.line), name, "must be a non-empty list")
             return None
         return raw
 
@@ -400,6 +404,15 @@ def _meter(c: _Checker, obj: _Map, where: str, protocol: str, slave_id: int) -> 
         "counter_max": c.get(obj, "counter_max", where, "float", None),
         "line": obj.line,
     }
+    meter_id = common["meter_id"]
+    if meter_id in c.meter_lines:
+        c.problem(
+            obj.lines["meter_id"],
+            f"{where}.meter_id",
+            f"{meter_id!r} already used on line {c.meter_lines[meter_id]}",
+        )
+    elif meter_id:
+        c.meter_lines[meter_id] = obj.lines["meter_id"]
     if common["energy_type"] and common["unit"]:
         try:
             conversion_factor(common["energy_type"], common["unit"])
@@ -537,6 +550,7 @@ _MODBUS_KEYS = {
     "timeout",
     "retries",
     "max_batch",
+    "max_gap",
     "baud_rate",
     "data_bits",
     "parity",
@@ -564,6 +578,9 @@ def _modbus(c: _Checker, obj: _Map, where: str) -> ModbusDevice | None:
     max_batch = c.get(obj, "max_batch", where, "int", 125)
     if max_batch is not None and not 1 <= max_batch <= 125:
         c.problem(obj.lines["max_batch"], f"{where}.max_batch", "must be 1..125")
+    max_gap = c.get(obj, "max_gap", where, "int", 0)
+    if max_gap is not None and not 0 <= max_gap <= 124:
+        c.problem(obj.lines["max_gap"], f"{where}.max_gap", "must be 0..124")
     clock = None
     if "clock" in obj and c.mapping(obj["clock"], obj.lines["clock"], f"{where}.clock"):
         craw = obj["clock"]
@@ -593,6 +610,7 @@ def _modbus(c: _Checker, obj: _Map, where: str) -> ModbusDevice | None:
         timeout=c.get(obj, "timeout", where, "duration", 1.0),
         retries=c.get(obj, "retries", where, "int", 1),
         max_batch=max_batch,
+        max_gap=max_gap,
         baud_rate=c.get(obj, "baud_rate", where, "int", 9600),
         data_bits=c.get(obj, "data_bits", where, "int", 8),
         parity=c.get(obj, "parity", where, "str", "N", PARITIES),
@@ -648,19 +666,10 @@ def load_device_map(path: str | Path) -> DeviceMap:
 
 def _check_unique(c: _Checker, doc: _Map, devices: list[Device]) -> None:
     names: set[str] = set()
-    meters: dict[str, int] = {}
     for device in devices:
         if device.name in names:
             c.problem(doc.line, "devices", f"device name {device.name!r} is used twice")
         names.add(device.name)
-        for meter in device.meters:
-            if meter.meter_id in meters:
-                c.problem(
-                    meter.line,
-                    "meter_id",
-                    f"{meter.meter_id!r} already used on line {meters[meter.meter_id]}",
-                )
-            meters[meter.meter_id] = meter.line
 
 
 def dump_device_map(devices: list[dict[str, Any]], path: str | Path) -> None:

@@ -92,9 +92,13 @@ class _Batch:
 
 
 def plan_batches(
-    meters: tuple[MeterSpec, ...], clock: ClockSpec | None, max_batch: int
+    meters: tuple[MeterSpec, ...], clock: ClockSpec | None, max_batch: int, max_gap: int = 0
 ) -> list[_Batch]:
-    """Group contiguous registers of one slave and register type into reads of <= max_batch."""
+    """Group registers of one slave and register type into reads of <= max_batch registers.
+
+    Neighbours join a read when they are contiguous, or at most `max_gap` unused registers
+    apart (as Telegraf's register fill: fewer requests, but every spanned register must exist).
+    """
     items = [_Item(m.slave_id, m.register, m.address, m.width, m) for m in meters]
     if clock is not None:
         items.append(
@@ -110,7 +114,7 @@ def plan_batches(
             same = head.slave_id == item.slave_id and head.register == item.register
             if (
                 same
-                and item.address <= end
+                and item.address <= end + max_gap
                 and item.address + item.width - head.address <= max_batch
             ):
                 current.append(item)
@@ -145,7 +149,7 @@ class ModbusCollector:
         self.device = device
         self.publisher = publisher
         self.seq = sequencer or Sequencer()
-        self.batches = plan_batches(device.meters, device.clock, device.max_batch)
+        self.batches = plan_batches(device.meters, device.clock, device.max_batch, device.max_gap)
         self.source = f"modbus://{device.name}"
         self.cycles = 0
         self._client: Any = None

@@ -433,6 +433,7 @@ class Simulator:
                     "interval": f"{interval:g}s",
                     "timeout": "1s",
                     "retries": 1,
+                    "max_gap": 2,  # every register of a gateway exists: read across slots
                     "clock": {"register": "holding", "address": 0, "data_type": "UINT64"},
                     "meters": [
                         {
