@@ -167,6 +167,7 @@ class OpcUaDevice:
     password: str = field(default="", repr=False)
     connect_timeout: float = 10.0
     request_timeout: float = 5.0
+    reconnect_max_delay: float = 30.0  # the reconnect backoff doubles from 0.5 s up to this
     timestamp: str = "source"
     protocol: str = "opcua"
 
@@ -470,6 +471,7 @@ _OPCUA_KEYS = {
     "password",
     "connect_timeout",
     "request_timeout",
+    "reconnect_max_delay",
     "timestamp",
     "groups",
 }
@@ -532,6 +534,7 @@ def _opcua(c: _Checker, obj: _Map, where: str, base: Path) -> OpcUaDevice | None
         password=password,
         connect_timeout=c.get(obj, "connect_timeout", where, "duration", 10.0),
         request_timeout=c.get(obj, "request_timeout", where, "duration", 5.0),
+        reconnect_max_delay=c.get(obj, "reconnect_max_delay", where, "duration", 30.0),
         timestamp=c.get(obj, "timestamp", where, "str", "source", TIMESTAMPS),
         **files,
     )

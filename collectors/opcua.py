@@ -6,7 +6,8 @@ anonymous or user name and password), creates a subscription per `subscription` 
 (data-change monitored items at the group's interval) and a polling task per `polling`
 group (one Read of all its nodes per interval). When the session is lost (asyncua's
 watchdog probes the server every second) it tears down and reconnects with
-exponential backoff (0.5 s doubling to 30 s, with jitter), then subscribes again: the
+exponential backoff (0.5 s doubling to `reconnect_max_delay`, 30 s by default, with
+jitter), then subscribes again: the
 first notification of each monitored item carries the current value, so the only gap is
 the outage itself.
 
@@ -77,13 +78,11 @@ class OpcUaCollector:
         device: OpcUaDevice,
         publisher: Publisher,
         sequencer: Sequencer | None = None,
-        *,
-        max_backoff: float = 30.0,
     ) -> None:
         self.device = device
         self.publisher = publisher
         self.seq = sequencer or Sequencer()
-        self.max_backoff = max_backoff
+        self.max_backoff = device.reconnect_max_delay
         self.source = f"opcua://{device.name}"
         self.connects = 0  # sessions opened (1 + reconnects)
         self._by_node: dict[str, MeterSpec] = {}

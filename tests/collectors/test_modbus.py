@@ -25,8 +25,15 @@ from infra.broker import free_port
 from schemas.settings import Settings
 from tests.collectors.conftest import consume
 
-FORMATS = {"UINT16": "H", "INT16": "h", "UINT32": "I", "INT32": "i", "UINT64": "Q",
-           "FLOAT32": "f", "FLOAT64": "d"}  # fmt: skip
+FORMATS = {
+    "UINT16": "H",
+    "INT16": "h",
+    "UINT32": "I",
+    "INT32": "i",
+    "UINT64": "Q",
+    "FLOAT32": "f",
+    "FLOAT64": "d",
+}
 
 
 def by_hand(value: float, data_type: str, order: str) -> list[int]:
@@ -65,8 +72,13 @@ CASES: list[tuple[str, str, float, float, float]] = [  # data_type, order, raw, 
     ("INT16", "ABCD", 1234, 1.0, 0.0),
     ("INT16", "DCBA", 4321, 0.1, 0.0),
 ]
-for _dt, _raw in (("UINT32", 0x12345678), ("INT32", 123456789), ("UINT64", 0x0123456789ABCDEF),
-                  ("FLOAT32", 123456.0), ("FLOAT64", 98765.4321)):  # fmt: skip
+for _dt, _raw in (
+    ("UINT32", 0x12345678),
+    ("INT32", 123456789),
+    ("UINT64", 0x0123456789ABCDEF),
+    ("FLOAT32", 123456.0),
+    ("FLOAT64", 98765.4321),
+):
     for _order in ("ABCD", "CDAB", "BADC", "DCBA"):
         CASES.append((_dt, _order, _raw, 0.001 if _dt == "UINT64" else 1.0, 0.0))
 CASES.append(("UINT32", "CDAB", 0x12345678, 0.1, 5.0))  # scale and offset
@@ -86,8 +98,9 @@ def _fill(size: int, writes: dict[int, list[int]]) -> list[int]:
     return regs
 
 
-def _reader(image: list[int], calls: list[tuple[int, int]] | None = None,
-            fail_at: int | None = None) -> Callable[..., Any]:  # fmt: skip
+def _reader(
+    image: list[int], calls: list[tuple[int, int]] | None = None, fail_at: int | None = None
+) -> Callable[..., Any]:
     async def action(fc: int, start: int, address: int, count: int, regs: list[int], _v: Any):
         if calls is not None:
             calls.append((address, count))
@@ -103,8 +116,9 @@ def _reader(image: list[int], calls: list[tuple[int, int]] | None = None,
 async def modbus_server() -> AsyncIterator[tuple[int, list[tuple[int, int]]]]:
     """Slave 1: CASES on holding registers 0.., an input register block that differs.
     Slave 2: garbage (NaN float, negative int16, an address that answers exception code 2)."""
-    holding = _fill(4 * len(CASES), {4 * i: by_hand(raw, dt, o) for i, (dt, o, raw, *_) in
-                                      enumerate(CASES)})  # fmt: skip
+    holding = _fill(
+        4 * len(CASES), {4 * i: by_hand(raw, dt, o) for i, (dt, o, raw, *_) in enumerate(CASES)}
+    )
     inputs = _fill(8, {0: by_hand(777777, "UINT32", "ABCD")})
     garbage = _fill(
         16,
@@ -164,9 +178,12 @@ def _map(tmp_path: Path, port: int, extra: str = "") -> Path:
 
 
 async def test_every_type_and_byte_order(
-    modbus_server: tuple[int, list[Any]], publisher: Publisher, bootstrap: str, topic: str,
+    modbus_server: tuple[int, list[Any]],
+    publisher: Publisher,
+    bootstrap: str,
+    topic: str,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     port, _ = modbus_server
     device = load_device_map(_map(tmp_path, port)).devices[0]
     collector = ModbusCollector(device, publisher)  # type: ignore[arg-type]
@@ -188,17 +205,22 @@ async def test_every_type_and_byte_order(
     assert values["IN-1"] == 777777  # function code 4 read the input block, not holding
     # one Arrow message per account per cycle, keyed by account
     assert sorted(m.key for m in got.messages) == [b"ENT-0", b"ENT-1", b"ENT-2"]
-    assert all(dict(m.headers)["content-type"] == b"application/vnd.apache.arrow.stream"
-               for m in got.messages)  # fmt: skip
+    assert all(
+        dict(m.headers)["content-type"] == b"application/vnd.apache.arrow.stream"
+        for m in got.messages
+    )
     r = next(r for r in got.readings if r.meter_id == "M-4")  # UINT32 scale 1: wraps at 2^32
     assert r.counter_max == 2**32 and r.source == "modbus://gw" and r.quality == "good"
     assert got.dlq == []
 
 
 async def test_garbage_goes_to_the_dlq_and_neighbours_go_on(
-    modbus_server: tuple[int, list[tuple[int, int]]], publisher: Publisher, bootstrap: str,
-    topic: str, tmp_path: Path,
-) -> None:  # fmt: skip
+    modbus_server: tuple[int, list[tuple[int, int]]],
+    publisher: Publisher,
+    bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+) -> None:
     port, calls = modbus_server
     path = tmp_path / "garbage.yaml"
     path.write_text(
@@ -253,11 +275,14 @@ def test_batches_split_at_gaps_and_limits(tmp_path: Path) -> None:
     assert [(b.address, b.count) for b in batches] == [(0, 6), (6, 8), (200, 2)]
     # without the clock, 4-5 and 10-11 are 4 unused registers apart: joined only if allowed
     assert [(b.address, b.count) for b in plan_batches(device.meters, None, 125)] == [
-        (0, 6), (10, 4), (200, 2),
-    ]  # fmt: skip
+        (0, 6),
+        (10, 4),
+        (200, 2),
+    ]
     assert [(b.address, b.count) for b in plan_batches(device.meters, None, 125, 4)] == [
-        (0, 14), (200, 2),
-    ]  # fmt: skip
+        (0, 14),
+        (200, 2),
+    ]
 
 
 async def test_a_mute_device_does_not_stall_the_others(
