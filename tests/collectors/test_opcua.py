@@ -205,8 +205,8 @@ async def test_subscription_and_polling(bootstrap: str, topic: str, tmp_path: Pa
         by_meter.setdefault(r.meter_id, []).append(r)
     assert set(by_meter) == {"plc-M-0", "plc-M-1", "plc-M-2", "plc-M-3"}
     for meter_id, readings in by_meter.items():
-        # 2 s of a value every 100 ms, sampled (subscription) or read (polling) every 200 ms
-        assert 6 <= len(readings) <= 21, (meter_id, len(readings))
+        # up to 2 s (less the connect) of a value every 100 ms, sampled or read every 200 ms
+        assert 3 <= len(readings) <= 21, (meter_id, len(readings))
         for r in readings:  # ts is the SourceTimestamp the value was written with
             assert server.written[(meter_id.removeprefix("plc-"), r.ts)] == r.value
         seqs = [r.seq for r in readings]
