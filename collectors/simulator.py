@@ -135,8 +135,7 @@ class Fleet:
     ) -> None:
         self.speed = speed
         self.rng = random.Random(seed)
-        now = datetime.now(UTC)
-        start = start or now.replace(second=0, microsecond=0) - timedelta(minutes=now.minute % 15)
+        start = start or datetime.now(UTC).replace(microsecond=0)
         self.start = start.timestamp()
         self._t0 = time.monotonic()
         self.last = self.start
