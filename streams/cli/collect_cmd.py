@@ -11,8 +11,6 @@ import time
 import click
 from prometheus_client import start_http_server
 
-from collectors.devices import DeviceMapError, load_device_map
-from collectors.runner import Collectors
 from schemas.settings import Settings
 from streams.cli import Context, pass_context
 
@@ -50,6 +48,9 @@ def command(ctx: Context, devices_path: str, topic: str, duration: float | None)
     unreachable readings go to the disk spool (<data_dir>/spool) and are replayed in order.
     SIGTERM or Ctrl-C stop cleanly: polling stops, the spool drains, nothing is sent twice.
     """
+    # imported here: asyncua and pymodbus are heavy, and other commands do not need them
+    from collectors.devices import DeviceMapError, load_device_map
+
     settings = ctx.settings
     try:
         device_map = load_device_map(devices_path)
@@ -74,6 +75,8 @@ def command(ctx: Context, devices_path: str, topic: str, duration: float | None)
 async def _collect(
     settings: Settings, device_map: object, bootstrap: str, topic: str, duration: float | None
 ) -> int:
+    from collectors.runner import Collectors
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

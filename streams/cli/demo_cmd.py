@@ -7,15 +7,13 @@ import contextlib
 import logging
 import signal
 import time
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from collectors.devices import load_device_map
-from collectors.runner import Collectors
-from collectors.simulator import Fleet, Simulator
 from streams.cli import Context, pass_context
 from streams.runtime import Runtime
 
@@ -53,10 +51,12 @@ class _Field:
     """The simulated meters and the collector reading them (the demo's field side)."""
 
     def __init__(self, ctx: Context, bootstrap: str, meters: int, speed: float) -> None:
+        from collectors.simulator import Fleet, Simulator
+
         self.settings = ctx.settings
         self.bootstrap = bootstrap
         self.simulator = Simulator(Fleet(meters, speed=speed), tick=0.5)
-        self.collectors: Collectors | None = None
+        self.collectors: Any = None  # a collectors.runner.Collectors once started
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -73,6 +73,9 @@ class _Field:
             f"{len(fleet.meters)} meters at {fleet.speed:g}x, device map {path}",
             time.monotonic() - t,
         )
+        from collectors.devices import load_device_map
+        from collectors.runner import Collectors
+
         t = time.monotonic()
         self.collectors = Collectors(load_device_map(path), self.settings, self.bootstrap)
         await self.collectors.__aenter__()

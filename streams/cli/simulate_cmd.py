@@ -9,8 +9,6 @@ from pathlib import Path
 
 import click
 
-from collectors.devices import parse_duration
-from collectors.simulator import Fleet, Simulator
 from streams.cli import Context, pass_context
 
 __all__ = ["command"]
@@ -60,6 +58,8 @@ def command(
     faster: OPC-UA SourceTimestamps and the Modbus gateways' clock registers (which the
     device map names, so the collector uses them as `ts`) carry simulated time.
     """
+    from collectors.devices import parse_duration
+
     if meters < 1 or not 0 <= opcua_share <= 1 or speed <= 0:
         raise click.UsageError("--meters >= 1, --speed > 0, 0 <= --opcua-share <= 1")
     try:
@@ -85,6 +85,8 @@ async def _simulate(
     seed: int,
     duration: float | None,
 ) -> None:
+    from collectors.simulator import Fleet, Simulator
+
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     stop = asyncio.Event()

@@ -1,0 +1,128 @@
+"""Benchmark: `simulate --meters N` + `collect` at a 1-second interval on this machine.
+
+Full size (`make bench`): 1000 meters, three collector runs of 15 s against one simulator;
+tiny (`make test`): 40 meters, one run of 3 s. Reports readings/s against the rate the
+fleet asks for (N meters / 1 s, the baseline), and the CPU seconds of the collector and of
+the simulator (each a separate process, as deployed), as medians over the runs.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.broker import ensure_topics
+from schemas.dlq import dlq_topic
+from tests.collectors.conftest import consume
+
+
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _env(tmp_path: Path, bootstrap: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
+        "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
+    }
+
+
+@pytest.mark.bench
+async def test_collect_bench(bench_full: bool, bootstrap: str, unique: str, tmp_path: Path) -> None:
+    meters, seconds, runs = (1000, 15.0, 3) if bench_full else (40, 3.0, 1)
+    devices = tmp_path / "devices.yaml"
+    env = _env(tmp_path, bootstrap)
+    sim_cpu_before = _cpu_of_children()
+    sim_started = time.monotonic()
+    simulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "simulate",
+            "--meters",
+            str(meters),
+            "--interval",
+            "1s",
+            "--devices",
+            str(devices),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    results: list[dict[str, float]] = []
+    try:
+        assert simulator.stdout is not None
+        for _ in range(200):  # the map is written once both servers serve (bounded wait)
+            line = simulator.stdout.readline()
+            if line.startswith("device map:") or not line:
+                break
+        assert devices.is_file(), "the simulator did not start"
+        for run in range(runs):
+            topic = f"bench-readings-{unique}-{run}"
+            await ensure_topics(bootstrap, [(topic, 8, False), (dlq_topic(topic), 8, False)])
+            before = _cpu_of_children()
+            started = time.monotonic()
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "streams",
+                    "collect",
+                    "--devices",
+                    str(devices),
+                    "--topic",
+                    topic,
+                    "--duration",
+                    str(seconds),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=seconds + 120,
+            )
+            wall = time.monotonic() - started
+            assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+            cpu = _cpu_of_children() - before
+            got = await consume(bootstrap, topic, idle=1.0, limit=60)
+            readings = len(got.readings)
+            results.append(
+                {
+                    "readings_per_s": readings / seconds,
+                    "required_per_s": meters / 1.0,
+                    "collector_cpu_s": cpu,
+                    "collector_cpu_per_s": cpu / wall,
+                    "messages": len(got.messages),
+                    "dlq": len(got.dlq),
+                }
+            )
+    finally:
+        simulator.send_signal(signal.SIGTERM)
+        simulator.wait(30)
+    sim_cpu = _cpu_of_children() - sim_cpu_before - sum(r["collector_cpu_s"] for r in results)
+    sim_wall = time.monotonic() - sim_started
+    rate = statistics.median(r["readings_per_s"] for r in results)
+    ratio = rate / meters
+    print(
+        f"\ncollect bench: {meters} meters at 1 s, {runs} run(s) of {seconds:g} s: "
+        f"median {rate:.0f} readings/s = {ratio:.2f} x the required {meters}/s; "
+        f"collector CPU median {statistics.median(r['collector_cpu_s'] for r in results):.2f} s "
+        f"per run ({statistics.median(r['collector_cpu_per_s'] for r in results):.2f} "
+        f"CPU-s per wall-s, start-up included); simulator {sim_cpu / sim_wall:.2f} CPU-s per "
+        f"wall-s; messages per run {[int(r['messages']) for r in results]}"
+    )
+    # a reading per meter per second, less the first second of connecting
+    assert ratio >= (0.85 if bench_full else 0.6), results
