@@ -306,7 +306,7 @@ class ModbusCollector:
             raw = decode_registers(regs, meter.data_type, meter.byte_order)
             period_start = None
             if meter.kind == "interval":
-                period_start = ms_time(int(ts.timestamp() * 1000 - self.device.interval * 1000))
+                period_start = self.seq.period_start(meter.meter_id, ts, self.device.interval)
             row = make_row(
                 meter,
                 raw,

@@ -86,6 +86,7 @@ class OpcUaCollector:
         self.source = f"opcua://{device.name}"
         self.connects = 0  # sessions opened (1 + reconnects)
         self._by_node: dict[str, MeterSpec] = {}
+        self._intervals = {m.meter_id: g.interval for g in device.groups for m in g.meters}
         self._pending: list[dict[str, Any]] = []
         self._flush_scheduled = False
         self._labels = {"device": device.name, "protocol": self.protocol}
@@ -223,8 +224,19 @@ class OpcUaCollector:
             return
         READINGS_READ.labels(**self._labels).inc()
         raw = dv.Value.Value if dv.Value is not None else None
+        period_start = None
+        if meter.kind == "interval":
+            period_start = self.seq.period_start(
+                meter.meter_id, ts, self._intervals[meter.meter_id]
+            )
         row = make_row(
-            meter, raw, ts, quality=quality, source=self.source, seq=self.seq.next(meter.meter_id)
+            meter,
+            raw,
+            ts,
+            quality=quality,
+            source=self.source,
+            seq=self.seq.next(meter.meter_id),
+            period_start=period_start,
         )
         if raw is None and quality == "bad":
             err = ContractError(ReasonCode.BAD_QUALITY, f"status {status} without a value", "value")

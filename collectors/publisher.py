@@ -175,7 +175,7 @@ class Publisher:
     async def _run(self) -> None:
         backoff = 0.2
         while True:
-            if self._closing and self.spool.cursor >= self._end():
+            if self._closing and self.spool.cursor >= self.spool.end:
                 return
             if self._producer is None:
                 try:
@@ -204,10 +204,6 @@ class Publisher:
                     return
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self.max_backoff)
-
-    def _end(self) -> tuple[int, int]:
-        seg = max(self.spool._sizes)
-        return (seg, self.spool._sizes[seg])
 
     async def _send(self, records: list[SpoolRecord]) -> bool:
         """Send in order; commit the acknowledged prefix; False if any send failed."""

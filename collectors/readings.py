@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collectors.devices import MeterSpec
@@ -49,6 +49,7 @@ class Sequencer:
     def __init__(self) -> None:
         self._last: dict[str, int] = {}
         self._last_ts: dict[str, datetime] = {}
+        self._prev_ts: dict[str, datetime | None] = {}
 
     def next(self, meter_id: str) -> int:
         """The next seq of a meter."""
@@ -61,8 +62,15 @@ class Sequencer:
         last = self._last_ts.get(meter_id)
         if last is not None and ts <= last:
             return False
+        self._prev_ts[meter_id] = last
         self._last_ts[meter_id] = ts
         return True
+
+    def period_start(self, meter_id: str, ts: datetime, interval: float) -> datetime:
+        """Where an interval reading at `ts` starts: the meter's previous reading, or one
+        poll interval back for the first reading after a start."""
+        prev = self._prev_ts.get(meter_id)
+        return prev if prev is not None else ts - timedelta(seconds=interval)
 
 
 def scaled_value(meter: MeterSpec, raw: Any) -> float:

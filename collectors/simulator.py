@@ -249,14 +249,17 @@ class Simulator:
 
     @property
     def opcua_meters(self) -> list[SimMeter]:
+        """The meters served over OPC-UA."""
         return [m for m in self.fleet.meters if m.protocol == "opcua"]
 
     @property
     def modbus_meters(self) -> list[SimMeter]:
+        """The meters served over Modbus TCP."""
         return [m for m in self.fleet.meters if m.protocol == "modbus"]
 
     @property
     def opcua_endpoint(self) -> str:
+        """The OPC-UA endpoint URL."""
         return f"opc.tcp://{self.host}:{self.opcua_port}/carbon-accounts/"
 
     async def start(self) -> None:

@@ -195,10 +195,17 @@ class Spool:
                 total += sum(n for end, n in records if end > coff)
         return total
 
+    @property
+    def end(self) -> tuple[int, int]:
+        """The position after the last record appended."""
+        return (self._write_seg, self._sizes[self._write_seg])
+
     def append(self, records: list[SpoolRecord]) -> None:
         """Append records with one write (whole records or none reach the file)."""
         if not records:
             return
+        if self._fd < 0:
+            raise RuntimeError(f"spool {self.dir} is closed")
         if self._sizes[self._write_seg] >= self.segment_bytes:
             os.close(self._fd)
             self._write_seg += 1

@@ -62,6 +62,10 @@ def command(ctx: Context, devices_path: str, topic: str, duration: float | None)
             "set KAFKA_BOOTSTRAP_SERVERS (`carbon-accounts infra broker` prints one)"
         )
     logging.getLogger("collectors").setLevel(logging.INFO)
+    # the collectors count and log device errors themselves (rate-limited): keep the
+    # libraries' per-request error lines out of the log
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
     port = start_metrics(settings)
     click.echo(
         f"collecting {len(device_map.meters)} meters from {len(device_map.devices)} devices "
@@ -72,11 +76,28 @@ def command(ctx: Context, devices_path: str, topic: str, duration: float | None)
     click.echo(f"stopped: {published} readings published")
 
 
+async def _ensure_topics(settings: Settings, bootstrap: str, topic: str) -> None:
+    """Create the readings topic and its .dlq if missing (a broker that auto-creates would
+    make one partition); best effort: with Kafka down the collector starts and spools."""
+    from infra.broker import ensure_topics
+    from schemas.dlq import dlq_topic
+
+    k = settings.kafka
+    specs = [(topic, k.partitions, False), (dlq_topic(topic), k.partitions, False)]
+    try:
+        await asyncio.wait_for(
+            ensure_topics(bootstrap, specs, k.replication_factor, **k.client_options()), 10
+        )
+    except Exception as exc:  # Kafka down or no rights: readings spool until it is back
+        logging.getLogger(__name__).warning("could not check topic %s: %r", topic, exc)
+
+
 async def _collect(
     settings: Settings, device_map: object, bootstrap: str, topic: str, duration: float | None
 ) -> int:
     from collectors.runner import Collectors
 
+    await _ensure_topics(settings, bootstrap, topic)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
