@@ -76,6 +76,7 @@ class Publisher:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.published = 0  # readings acknowledged by Kafka in this process
+        self._down = False
 
     # ---------------------------------------------------------------- input
 
@@ -181,9 +182,17 @@ class Publisher:
                 try:
                     await self._connect()
                     backoff = 0.2
-                    log.info("publisher: connected to %s", self.bootstrap)
+                    self._down = False
+                    log.info(
+                        "publisher: connected to %s; %d readings spooled to send",
+                        self.bootstrap,
+                        self.spool.backlog_readings,
+                    )
                 except (KafkaError, OSError) as exc:
-                    log.warning("publisher: Kafka unreachable (%s); spooling", exc)
+                    # warn once per outage, not at every retry
+                    level = logging.DEBUG if self._down else logging.WARNING
+                    log.log(level, "publisher: Kafka unreachable (%s); spooling", exc)
+                    self._down = True
                     if self._closing:
                         return
                     await asyncio.sleep(backoff * random.uniform(0.8, 1.2))

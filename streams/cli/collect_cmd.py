@@ -72,8 +72,8 @@ def command(ctx: Context, devices_path: str, topic: str, duration: float | None)
         f"into {topic} at {bootstrap}; metrics on :{port}; spool in "
         f"{settings.path(settings.collectors.spool_dir)}",
     )
-    published = asyncio.run(_collect(settings, device_map, bootstrap, topic, duration))
-    click.echo(f"stopped: {published} readings published")
+    published, spooled = asyncio.run(_collect(settings, device_map, bootstrap, topic, duration))
+    click.echo(f"stopped: {published} readings published, {spooled} left in the spool")
 
 
 async def _ensure_topics(settings: Settings, bootstrap: str, topic: str) -> None:
@@ -94,7 +94,7 @@ async def _ensure_topics(settings: Settings, bootstrap: str, topic: str) -> None
 
 async def _collect(
     settings: Settings, device_map: object, bootstrap: str, topic: str, duration: float | None
-) -> int:
+) -> tuple[int, int]:
     from collectors.runner import Collectors
 
     await _ensure_topics(settings, bootstrap, topic)
@@ -109,4 +109,4 @@ async def _collect(
         with contextlib.suppress(asyncio.CancelledError):
             await collectors.run(stop)
     logging.getLogger(__name__).info("ran %.1fs", time.monotonic() - started)
-    return collectors.publisher.published
+    return collectors.publisher.published, collectors.spool.backlog_readings
