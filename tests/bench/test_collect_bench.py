@@ -112,6 +112,13 @@ async def test_collect_bench(bench_full: bool, bootstrap: str, unique: str, tmp_
             cpu = _cpu_of_children() - before
             got = await consume(bootstrap, topic, idle=1.0, limit=60)
             readings = len(got.readings)
+            per_meter: dict[str, list[float]] = {}
+            for r in got.readings:
+                per_meter.setdefault(r.meter_id, []).append(r.ts.timestamp())
+            # each meter's mean read interval over the run, from its readings' timestamps
+            intervals = sorted(
+                (max(t) - min(t)) / (len(t) - 1) for t in per_meter.values() if len(t) > 1
+            )
             results.append(
                 {
                     "readings_per_s": readings / seconds,
@@ -120,6 +127,9 @@ async def test_collect_bench(bench_full: bool, bootstrap: str, unique: str, tmp_
                     "collector_cpu_per_s": cpu / wall,
                     "steady_cpu_per_s": max(0.0, cpu - startup_cpu) / seconds,
                     "messages": len(got.messages),
+                    "meters_read": len(per_meter),
+                    "median_interval_s": statistics.median(intervals),
+                    "worst_interval_s": intervals[-1],
                     "dlq": len(got.dlq),
                 }
             )
@@ -139,7 +149,12 @@ async def test_collect_bench(bench_full: bool, bootstrap: str, unique: str, tmp_
         f"CPU-s per wall-s, start-up included; start-up alone {startup_cpu:.2f} CPU-s, so "
         f"{statistics.median(r['steady_cpu_per_s'] for r in results):.3f} CPU-s per second "
         f"collecting); simulator {sim_cpu / sim_wall:.2f} CPU-s per "
-        f"wall-s; messages per run {[int(r['messages']) for r in results]}"
+        f"wall-s; messages per run {[int(r['messages']) for r in results]}; meters read "
+        f"{[int(r['meters_read']) for r in results]}, mean read interval per meter: median "
+        f"{[round(r['median_interval_s'], 3) for r in results]} s, worst "
+        f"{[round(r['worst_interval_s'], 3) for r in results]} s"
     )
     # a reading per meter per second, less the first second of connecting
     assert ratio >= (0.85 if bench_full else 0.6), results
+    assert all(r["meters_read"] == meters for r in results), results
+    assert all(r["worst_interval_s"] < 1.5 for r in results), results  # every meter kept up
