@@ -11,6 +11,7 @@ __all__ = [
     "READINGS_SPOOLED",
     "READ_ERRORS",
     "SPOOL_BYTES",
+    "SPOOL_DROPPED",
     "SPOOL_READINGS",
 ]
 
@@ -39,4 +40,8 @@ LAST_READ = Gauge(
 SPOOL_BYTES = Gauge("carbon_accounts_collector_spool_bytes", "Bytes waiting in the disk spool.")
 SPOOL_READINGS = Gauge(
     "carbon_accounts_collector_spool_readings", "Readings waiting in the disk spool."
+)
+SPOOL_DROPPED = Counter(
+    "carbon_accounts_collector_spool_dropped_readings",
+    "Readings dropped because the disk spool reached its bound (spool_max_mb).",
 )

@@ -5,6 +5,7 @@ Each command group lives in a module of its own here and is registered below.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -52,31 +53,25 @@ def cli(ctx: click.Context, config: str | None) -> None:
     )
 
 
-def _register() -> None:
-    from streams.cli import (
-        accounts_cmd,
-        benchmarks_cmd,
-        config_cmd,
-        demo_cmd,
-        infra_cmd,
-        schemas_cmd,
-        simulate_cmd,
-        whatif_cmd,
-        worker_cmd,
-    )
+#: command modules, streams/cli/<name>_cmd.py, each with a click `command`
+_COMMANDS = (
+    "config",
+    "schemas",
+    "infra",
+    "demo",
+    "worker",
+    "simulate",
+    "collect",
+    "accounts",
+    "benchmarks",
+    "whatif",
+    "simulate_benefit",
+)
 
-    for module in (
-        config_cmd,
-        schemas_cmd,
-        infra_cmd,
-        demo_cmd,
-        accounts_cmd,
-        benchmarks_cmd,
-        whatif_cmd,
-        simulate_cmd,
-        worker_cmd,
-    ):
-        cli.add_command(module.command)
+
+def _register() -> None:
+    for name in _COMMANDS:
+        cli.add_command(importlib.import_module(f"streams.cli.{name}_cmd").command)
 
 
 _register()

@@ -1,24 +1,35 @@
-"""`carbon-accounts demo`: the whole system on the embedded defaults, with live status."""
+"""`carbon-accounts demo`: the whole system on the embedded defaults, with live status.
+
+The demo is a runtime (Kafka, topics, ClickHouse, metrics) and a list of parts, each
+with `start() -> summary`, `rows() -> status rows` and `stop()`; parts stop in reverse.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import signal
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import click
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from schemas.settings import Settings
 from streams.cli import Context, pass_context
 from streams.cli._metrics import MetricsServer, metrics_port_option, serve_metrics
-from streams.cli.labelling_demo import LabellingDemo
 from streams.runtime import Runtime
 
 console = Console()
+
+
+class DemoPart(Protocol):
+    async def start(self) -> str: ...
+    def rows(self) -> list[tuple[str, str]]: ...
+    async def stop(self) -> None: ...
 
 
 @click.command("demo")
@@ -28,19 +39,54 @@ console = Console()
     default=None,
     help="Stop after this many seconds (default: run until Ctrl-C).",
 )
+@click.option(
+    "--meters", type=int, default=50, show_default=True, help="Simulated meters (0: none)."
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=900.0,
+    show_default=True,
+    help="Simulated clock speed (900: one 15-minute window a second).",
+)
 @metrics_port_option
 @pass_context
-def command(ctx: Context, duration: float | None, metrics_port: int | None) -> None:
-    """Start Kafka, topics and ClickHouse, report readiness, run until Ctrl-C or --duration."""
-    asyncio.run(_demo(ctx, duration, metrics_port))
+def command(
+    ctx: Context, duration: float | None, meters: int, speed: float, metrics_port: int | None
+) -> None:
+    """Run the whole system on the embedded defaults until Ctrl-C or --duration.
+
+    Starts Kafka, topics, ClickHouse and /metrics, the meter simulator and collectors,
+    the stream worker with every agent, and shows a live status.
+    """
+    asyncio.run(_demo(ctx.settings, duration, meters, speed, metrics_port))
 
 
 def _step(name: str, detail: str, seconds: float) -> None:
     console.print(f"[green]✔[/] {name:<11} {detail}  [dim]({seconds:.1f}s)[/]")
 
 
-async def _demo(ctx: Context, duration: float | None, metrics_port: int | None = None) -> None:
-    settings = ctx.settings
+def _parts(
+    settings: Settings, bootstrap: str, meters: int, speed: float
+) -> list[tuple[str, Callable[[], DemoPart]]]:
+    # imported lazily: each part pulls in its own stack (asyncua, pymodbus, faust)
+    from streams.cli.field_demo import FieldDemo
+    from streams.cli.labelling_demo import LabellingDemo
+
+    parts: list[tuple[str, Callable[[], DemoPart]]] = []
+    if meters > 0:
+        parts.append(("field", lambda: FieldDemo(settings, bootstrap, meters, speed)))
+    parts.append(("streams", lambda: LabellingDemo(settings, bootstrap)))
+    return parts
+
+
+async def _demo(
+    settings: Settings,
+    duration: float | None,
+    meters: int = 50,
+    speed: float = 900.0,
+    metrics_port: int | None = None,
+) -> None:
     started = time.monotonic()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,40 +98,44 @@ async def _demo(ctx: Context, duration: float | None, metrics_port: int | None =
     with console.status("starting ..."):
         runtime = Runtime(settings, on_step=_step)
         await runtime.__aenter__()
-    labelling: LabellingDemo | None = None
+    running: list[DemoPart] = []
     try:
-        with console.status("labelling and carbon benefit ..."):
-            t = time.monotonic()
-            labelling = LabellingDemo(settings, runtime.bootstrap)
-            _step("labelling", await labelling.start(), time.monotonic() - t)
+        for name, make in _parts(settings, runtime.bootstrap, meters, speed):
+            with console.status(f"starting {name} ..."):
+                t = time.monotonic()
+                part = make()
+                running.append(part)
+                _step(name, await part.start(), time.monotonic() - t)
         console.print(
             f"[bold green]ready[/] in {time.monotonic() - started:.1f}s — "
             f"KAFKA_BOOTSTRAP_SERVERS={runtime.bootstrap}; Ctrl-C stops"
         )
-        status = functools.partial(_status, runtime, started, metrics, labelling)
-        with Live(status(), console=console, refresh_per_second=2) as live:
-            deadline = None if duration is None else time.monotonic() + duration
-            while not stop.is_set():
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=0.5)
-                live.update(status())
+        await _watch(lambda: _status(runtime, started, metrics, running), stop, duration)
     finally:
         with console.status("stopping ..."):
-            if labelling is not None:
-                await labelling.stop()
+            for part in reversed(running):
+                with contextlib.suppress(Exception):
+                    await part.stop()
             await runtime.__aexit__()
             if metrics is not None:
                 metrics.close()
         console.print("[green]stopped cleanly[/]")
 
 
+async def _watch(status: Callable[[], Table], stop: asyncio.Event, duration: float | None) -> None:
+    with Live(status(), console=console, refresh_per_second=2) as live:
+        deadline = None if duration is None else time.monotonic() + duration
+        while not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            live.update(status())
+    console.print()  # the last status row keeps its own line
+
+
 def _status(
-    runtime: Runtime,
-    started: float,
-    metrics: MetricsServer | None = None,
-    labelling: LabellingDemo | None = None,
+    runtime: Runtime, started: float, metrics: MetricsServer | None, parts: list[DemoPart]
 ) -> Table:
     table = Table(title="status", show_header=False, box=None)
     table.add_row("uptime", f"{time.monotonic() - started:.0f}s")
@@ -94,6 +144,7 @@ def _status(
         table.add_row("clickhouse", runtime.store.dsn)
     if metrics is not None:
         table.add_row("metrics", metrics.url)
-    for name, value in labelling.rows() if labelling is not None else ():
-        table.add_row(name, value)
+    for part in parts:
+        for name, value in part.rows():
+            table.add_row(name, value)
     return table
