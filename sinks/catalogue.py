@@ -139,7 +139,11 @@ def _convert(param: Param, raw: str) -> Any:
                 raise ValueError
             value = int(raw)
             bits = int(re.sub(r"\D", "", base))
-            lo, hi = (0, 2**bits - 1) if base.startswith("U") else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            lo, hi = (
+                (0, 2**bits - 1)
+                if base.startswith("U")
+                else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            )
             if not lo <= value <= hi:
                 raise ValueError
         elif base.startswith("Float"):
@@ -169,7 +173,9 @@ def _convert(param: Param, raw: str) -> Any:
     return value
 
 
-def bind(query: Query, raw: Mapping[str, str], *, timezone: str = "Asia/Shanghai") -> dict[str, Any]:
+def bind(
+    query: Query, raw: Mapping[str, str], *, timezone: str = "Asia/Shanghai"
+) -> dict[str, Any]:
     """Check and convert the `--param` values of `query`, defaults filled in."""
     unknown = sorted(set(raw) - set(query.params))
     if unknown:

@@ -45,9 +45,7 @@ def cluster_statement(stmt: str) -> str:
         local = local.replace(
             engine.group(0), f"ENGINE = Replicated{engine.group(1)}({', '.join(args)})"
         )
-        local = local.replace(
-            "SETTINGS non_replicated_deduplication_window = 1000\n", ""
-        )
+        local = local.replace("SETTINGS non_replicated_deduplication_window = 1000\n", "")
         order = _ORDER.search(stmt)
         key = (
             "account_id"

@@ -40,7 +40,14 @@ from schemas.errors import ContractError, ReasonCode
 from sinks.metrics import BATCH_ROWS, BATCH_SECONDS, ROWS
 from sinks.store import Store
 
-__all__ = ["SINK_TOPICS", "TableSpec", "Writer", "dedup_token", "utc_offset_minutes"]
+__all__ = [
+    "SINK_TOPICS",
+    "TableSpec",
+    "Writer",
+    "apply_retention",
+    "dedup_token",
+    "utc_offset_minutes",
+]
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,9 @@ SINK_TOPICS: dict[str, TableSpec] = {
         Denominator, "denominators", _fields(Denominator), ("updated_at",)
     ),
     "benchmarks": TableSpec(Benchmark, "benchmarks", _fields(Benchmark), ("updated_at",)),
-    "factors": TableSpec(EmissionFactor, "emission_factors", _fields(EmissionFactor), ("updated_at",)),
+    "factors": TableSpec(
+        EmissionFactor, "emission_factors", _fields(EmissionFactor), ("updated_at",)
+    ),
 }
 
 
@@ -202,10 +211,7 @@ class Writer:
         """The batch should be stored now: full, or its oldest record is old enough."""
         if self._since is None:
             return False
-        return (
-            self._rows >= self.batch_rows
-            or self._clock() - self._since >= self.batch_seconds
-        )
+        return self._rows >= self.batch_rows or self._clock() - self._since >= self.batch_seconds
 
     def clear(self) -> None:
         """Forget the pending batch (it will be read again from Kafka)."""
@@ -244,3 +250,28 @@ class Writer:
         commit = {tp: last + 1 for tp, (_first, last) in self._offsets.items()}
         self.clear()
         return commit
+
+
+def apply_retention(store: Store, days: int) -> str:
+    """Set the TTL of the raw `energy_intervals` to `days` (0: keep forever); returns what it did.
+
+    Done only when it differs from the table's current TTL: changing a TTL rewrites parts.
+    """
+    days = int(days)  # an int, so formatting it into the DDL cannot inject anything
+    result = store.query(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'energy_intervals'"
+    )
+    engine = result.result_rows[0][0] if result.result_rows else ""
+    wanted = f"toIntervalDay({days})"
+    if days <= 0:
+        if "TTL" not in engine:
+            return "no TTL"
+        store.command("ALTER TABLE energy_intervals REMOVE TTL")
+        return "TTL removed"
+    if wanted in engine.replace(" ", ""):
+        return f"TTL {days} days"
+    store.command(
+        f"ALTER TABLE energy_intervals MODIFY TTL toDateTime(`start`) + toIntervalDay({days})"
+    )
+    return f"TTL set to {days} days"

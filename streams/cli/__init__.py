@@ -53,10 +53,11 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 def _register() -> None:
-    from streams.cli import config_cmd, demo_cmd, infra_cmd, schemas_cmd
+    from streams.cli import config_cmd, demo_cmd, infra_cmd, query_cmd, schemas_cmd, sink_cmd
 
-    for module in (config_cmd, schemas_cmd, infra_cmd, demo_cmd):
+    for module in (config_cmd, schemas_cmd, infra_cmd, demo_cmd, sink_cmd, query_cmd):
         cli.add_command(module.command)
+    cli.add_command(query_cmd.report)
 
 
 _register()

@@ -106,7 +106,9 @@ def _label(aid: str, old: str | None, new: str | None, k: float, rev: int, ts: s
     )
 
 
-def _points(eid: str, aid: str, behaviour: str, qty: float, red: float, pts: float, ts: str, district: str) -> BenefitPoints:
+def _points(
+    eid: str, aid: str, behaviour: str, qty: float, red: float, pts: float, ts: str, district: str
+) -> BenefitPoints:
     unit = {"bus_trip": "trip", "subway_km": "km", "cycling_km": "km"}[behaviour]
     return BenefitPoints(
         event_id=eid,
@@ -139,12 +141,28 @@ def records() -> list[tuple[str, Contract]]:
     ):
         out.append(("accounts.registry", a))
     for b in (
-        Benchmark(area="industry", industry_code="3011", region="east_china",
-                  period_start=_t("2024-01-01T00:00:00+08:00"), period_end=_t("2025-01-01T00:00:00+08:00"),
-                  value=0.6, unit="tCO2e/10k_yuan", source="test", version="2024"),
-        Benchmark(area="industry", industry_code="3011", region="east_china",
-                  period_start=_t("2025-01-01T00:00:00+08:00"), period_end=_t("2026-01-01T00:00:00+08:00"),
-                  value=0.5, unit="tCO2e/10k_yuan", source="test", version="2025"),
+        Benchmark(
+            area="industry",
+            industry_code="3011",
+            region="east_china",
+            period_start=_t("2024-01-01T00:00:00+08:00"),
+            period_end=_t("2025-01-01T00:00:00+08:00"),
+            value=0.6,
+            unit="tCO2e/10k_yuan",
+            source="test",
+            version="2024",
+        ),
+        Benchmark(
+            area="industry",
+            industry_code="3011",
+            region="east_china",
+            period_start=_t("2025-01-01T00:00:00+08:00"),
+            period_end=_t("2026-01-01T00:00:00+08:00"),
+            value=0.5,
+            unit="tCO2e/10k_yuan",
+            source="test",
+            version="2025",
+        ),
     ):
         out.append(("benchmarks", b))
     for aid, v in (("E1", 5.0), ("E2", 4.0), ("E3", 5.0)):
