@@ -25,6 +25,7 @@ compatibility. Run: `python tests/sinks/chdb_http.py --port P --path DIR`; it pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import re
@@ -136,10 +137,9 @@ class Engine:
                 return result.bytes() if result is not None else b""
             finally:
                 for key in applied:
-                    try:
+                    # a setting chdb cannot reset is harmless for tests
+                    with contextlib.suppress(Exception):
                         self.conn.query(f"SET {key} = DEFAULT", "TabSeparated")
-                    except Exception:  # a setting chdb cannot reset: harmless for tests
-                        pass
 
     def insert(
         self, statement: re.Match[str], data: bytes, settings: dict[str, str], database: str
