@@ -75,9 +75,18 @@ def chdb_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbHttp]:
     server.stop()
 
 
-def _remote_store(dsn: str, database: str) -> Store:
+def remote_store(dsn: str, database: str) -> Store:
+    """A Store on an HTTP endpoint (the fixture or a server), database created, DDL applied."""
     settings = Settings(clickhouse=ClickHouseSettings(url=dsn, database=database))
     return open_store(settings)
+
+
+def server_url() -> str:
+    """CLICKHOUSE_URL, or skip the test naming tier 3."""
+    dsn = load_settings().clickhouse.url
+    if not dsn:
+        pytest.skip("tier 3 (a real ClickHouse server): CLICKHOUSE_URL is not set")
+    return dsn
 
 
 @pytest.fixture(params=["chdb", "http", "server"])
@@ -90,10 +99,8 @@ def backend(request: pytest.FixtureRequest, unique: str) -> Iterator[Store]:
     if request.param == "http":
         dsn = request.getfixturevalue("chdb_http").dsn
     else:
-        dsn = load_settings().clickhouse.url
-        if not dsn:
-            pytest.skip("tier 3 (a real ClickHouse server): CLICKHOUSE_URL is not set")
-    store = _remote_store(dsn, database)
+        dsn = server_url()
+    store = remote_store(dsn, database)
     try:
         yield store
     finally:

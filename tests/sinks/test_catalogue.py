@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import date
 
 import pytest
@@ -11,12 +13,30 @@ from sinks.catalogue import CatalogueError, bind, catalogue, get_query, run_quer
 from sinks.store import Store
 from sinks.writer import Writer
 from tests.sinks import dataset
+from tests.sinks.conftest import remote_store, server_url
 
 
-@pytest.fixture
-def loaded(backend: Store) -> Store:
-    dataset.load(Writer(backend))
-    return backend
+@pytest.fixture(scope="module", params=["chdb", "http", "server"])
+def loaded(request: pytest.FixtureRequest, chdb_store: Store) -> Iterator[Store]:
+    """The data set loaded once per tier (the queries only read)."""
+    database = f"test_catalogue_{uuid.uuid4().hex[:8]}"
+    if request.param == "chdb":
+        chdb_store.use_database(database)
+        dataset.load(Writer(chdb_store))
+        yield chdb_store
+        chdb_store.command(f"DROP DATABASE IF EXISTS `{database}`")
+        return
+    if request.param == "http":
+        dsn = request.getfixturevalue("chdb_http").dsn
+    else:
+        dsn = server_url()
+    store = remote_store(dsn, database)
+    try:
+        dataset.load(Writer(store))
+        yield store
+    finally:
+        store.command(f"DROP DATABASE IF EXISTS `{database}`")
+        store.close()
 
 
 def _rows(store: Store, name: str, **params: str) -> dict[str, list[dict]]:
