@@ -41,7 +41,14 @@ class ChdbHttp:
         """Start it and wait for READY."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "chdb_http.py"), "--port", str(self.port), "--path", str(self.path)],
+            [
+                sys.executable,
+                str(HERE / "chdb_http.py"),
+                "--port",
+                str(self.port),
+                "--path",
+                str(self.path),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -92,7 +92,9 @@ def test_credit_report(loaded: Store) -> None:
         (date(2026, 2, 1), "natural_gas", 1.0),
     ]
     # Jan 2.0 / 5 = 0.4; Feb (3 + 1) / 5 = 0.8
-    assert [(r["month"], r["tco2e"], r["denominator"], r["intensity"]) for r in got["intensity_trend"]] == [
+    assert [
+        (r["month"], r["tco2e"], r["denominator"], r["intensity"]) for r in got["intensity_trend"]
+    ] == [
         (date(2026, 1, 1), 2.0, 5.0, 0.4),
         (date(2026, 2, 1), 4.0, 5.0, 0.8),
     ]
@@ -108,9 +110,10 @@ def test_credit_report(loaded: Store) -> None:
         1,
         50.0,
     )
-    assert [(r["product_id"], r["credit_multiplier"], r["rate_cut_bp"]) for r in got["eligible_products"]] == [
-        ("industrial-carbon-reduction-loan", 1.2, 25.0)
-    ]
+    assert [
+        (r["product_id"], r["credit_multiplier"], r["rate_cut_bp"])
+        for r in got["eligible_products"]
+    ] == [("industrial-carbon-reduction-loan", 1.2, 25.0)]
 
 
 def test_benefit_balance(loaded: Store) -> None:
@@ -126,14 +129,23 @@ def test_benefit_balance(loaded: Store) -> None:
 
 def test_benefit_leaderboard(loaded: Store) -> None:
     got = _rows(
-        loaded, "benefit-leaderboard", district="kecheng", from_date="2026-01-01", to_date="2026-02-28"
+        loaded,
+        "benefit-leaderboard",
+        district="kecheng",
+        from_date="2026-01-01",
+        to_date="2026-02-28",
     )["leaderboard"]
     assert [(r["rank"], r["account_id"], r["points"], r["events"]) for r in got] == [
         (1, "P1", 25.0, 3),
         (2, "P2", 8.0, 1),
     ]
     one = _rows(
-        loaded, "benefit-leaderboard", district="kecheng", from_date="2026-01-01", to_date="2026-01-31", limit="1"
+        loaded,
+        "benefit-leaderboard",
+        district="kecheng",
+        from_date="2026-01-01",
+        to_date="2026-01-31",
+        limit="1",
     )["leaderboard"]
     # January only: P1 has 10 (b1), P2 8
     assert [(r["account_id"], r["points"]) for r in one] == [("P1", 10.0)]
@@ -154,9 +166,16 @@ def test_emissions(loaded: Store) -> None:
 
 
 def test_top_emitters(loaded: Store) -> None:
-    got = _rows(loaded, "top-emitters", from_date="2026-01-01", to_date="2026-02-28", limit="2")["top"]
-    assert [(r["rank"], r["account_id"], r["tco2e"]) for r in got] == [(1, "E2", 8.0), (2, "E1", 6.0)]
-    none = _rows(loaded, "top-emitters", from_date="2026-01-01", to_date="2026-02-28", area="energy")
+    got = _rows(loaded, "top-emitters", from_date="2026-01-01", to_date="2026-02-28", limit="2")[
+        "top"
+    ]
+    assert [(r["rank"], r["account_id"], r["tco2e"]) for r in got] == [
+        (1, "E2", 8.0),
+        (2, "E1", 6.0),
+    ]
+    none = _rows(
+        loaded, "top-emitters", from_date="2026-01-01", to_date="2026-02-28", area="energy"
+    )
     assert none["top"] == []
 
 
@@ -180,7 +199,9 @@ def test_a_parameter_never_changes_the_sql(loaded: Store) -> None:
     evil = "E1' OR 1=1 --"
     got = _rows(loaded, "benefit-balance", account_id=evil)
     assert got["by_month"] == []
-    got = _rows(loaded, "top-emitters", from_date="2026-01-01", to_date="2026-02-28", area="x' OR '1'='1")
+    got = _rows(
+        loaded, "top-emitters", from_date="2026-01-01", to_date="2026-02-28", area="x' OR '1'='1"
+    )
     assert got["top"] == []
 
 
@@ -189,10 +210,26 @@ def test_a_parameter_never_changes_the_sql(loaded: Store) -> None:
     [
         ("no-such-query", {}, "unknown query 'no-such-query'"),
         ("top-emitters", {"from_date": "2026-01-01"}, "missing parameter to_date"),
-        ("top-emitters", {"from_date": "2026-01-01", "to_date": "soon"}, "'soon' is not a valid Date"),
-        ("top-emitters", {"from_date": "2026-01-01", "to_date": "2026-01-02", "limit": "-1"}, "not a valid UInt32"),
-        ("top-emitters", {"from_date": "2026-01-01", "to_date": "2026-01-02", "bogus": "1"}, "unknown parameter(s) bogus"),
-        ("emissions", {"from_date": "2026-01-01", "to_date": "2026-01-02", "period": "week"}, "not one of day, month, year"),
+        (
+            "top-emitters",
+            {"from_date": "2026-01-01", "to_date": "soon"},
+            "'soon' is not a valid Date",
+        ),
+        (
+            "top-emitters",
+            {"from_date": "2026-01-01", "to_date": "2026-01-02", "limit": "-1"},
+            "not a valid UInt32",
+        ),
+        (
+            "top-emitters",
+            {"from_date": "2026-01-01", "to_date": "2026-01-02", "bogus": "1"},
+            "unknown parameter(s) bogus",
+        ),
+        (
+            "emissions",
+            {"from_date": "2026-01-01", "to_date": "2026-01-02", "period": "week"},
+            "not one of day, month, year",
+        ),
         ("loan-eligibility", {"as_of": "2026-03-01T00:00:00"}, "has no UTC offset"),
     ],
 )

@@ -80,10 +80,24 @@ def test_local_calendar_follows_the_accounts_time_zone(store: Store) -> None:
     )
     writer.add("accounts.registry", 0, 0, berlin, 1_700_000_000_000)
     # 2026-03-31T23:00Z: 1 April 01:00 in Berlin (summer time, +120), 07:00 in Shanghai
-    writer.add("emissions.windows", 0, 1, window("B", "electricity", "2026-03-31T23:00:00+00:00", 1.0, 0).dumps(), 0)
-    writer.add("emissions.windows", 0, 2, window("S", "electricity", "2026-03-31T23:00:00+00:00", 2.0, 0).dumps(), 0)
+    writer.add(
+        "emissions.windows",
+        0,
+        1,
+        window("B", "electricity", "2026-03-31T23:00:00+00:00", 1.0, 0).dumps(),
+        0,
+    )
+    writer.add(
+        "emissions.windows",
+        0,
+        2,
+        window("S", "electricity", "2026-03-31T23:00:00+00:00", 2.0, 0).dumps(),
+        0,
+    )
     writer.store_pending()
-    rows = store.query("SELECT account_id, day FROM emissions_daily ORDER BY account_id").result_rows
+    rows = store.query(
+        "SELECT account_id, day FROM emissions_daily ORDER BY account_id"
+    ).result_rows
     assert [(a, d.isoformat()) for a, d in rows] == [("B", "2026-04-01"), ("S", "2026-04-01")]
     offsets = store.query(
         "SELECT account_id, utc_offset_minutes FROM emissions_15m ORDER BY account_id"
@@ -110,7 +124,13 @@ def test_bad_records_raise_with_a_reason_and_count_as_handled(store: Store) -> N
         writer.add("emissions.windows", 3, 8, b'{"account_id": "A"}', 0)
     assert err.value.reason == ReasonCode.MISSING_FIELD
     with pytest.raises(ContractError) as err:
-        writer.add("accounts.registry", 3, 9, b'{"account_id": "A", "area": "industry", "name": "a", "region": "r", "district": "d", "industry_code": "1", "denominator_unit": "MWh", "timezone": "Mars/Olympus"}', 0)
+        writer.add(
+            "accounts.registry",
+            3,
+            9,
+            b'{"account_id": "A", "area": "industry", "name": "a", "region": "r", "district": "d", "industry_code": "1", "denominator_unit": "MWh", "timezone": "Mars/Olympus"}',
+            0,
+        )
     assert err.value.reason == ReasonCode.BAD_ENUM
     assert writer.pending_rows == 0
     # their offsets are still committed with the next batch, so they are not read again
