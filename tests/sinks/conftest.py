@@ -103,10 +103,7 @@ def backend(request: pytest.FixtureRequest, unique: str) -> Iterator[Store]:
     if request.param == "chdb":
         yield request.getfixturevalue("store")
         return
-    if request.param == "http":
-        dsn = request.getfixturevalue("chdb_http").dsn
-    else:
-        dsn = server_url()
+    dsn = request.getfixturevalue("chdb_http").dsn if request.param == "http" else server_url()
     store = remote_store(dsn, database)
     try:
         yield store

@@ -26,10 +26,7 @@ def loaded(request: pytest.FixtureRequest, chdb_store: Store) -> Iterator[Store]
         yield chdb_store
         chdb_store.command(f"DROP DATABASE IF EXISTS `{database}`")
         return
-    if request.param == "http":
-        dsn = request.getfixturevalue("chdb_http").dsn
-    else:
-        dsn = server_url()
+    dsn = request.getfixturevalue("chdb_http").dsn if request.param == "http" else server_url()
     store = remote_store(dsn, database)
     try:
         dataset.load(Writer(store))

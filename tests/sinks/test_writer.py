@@ -128,7 +128,8 @@ def test_bad_records_raise_with_a_reason_and_count_as_handled(store: Store) -> N
             "accounts.registry",
             3,
             9,
-            b'{"account_id": "A", "area": "industry", "name": "a", "region": "r", "district": "d", "industry_code": "1", "denominator_unit": "MWh", "timezone": "Mars/Olympus"}',
+            b'{"account_id": "A", "area": "industry", "name": "a", "region": "r", "district": "d",'
+            b' "industry_code": "1", "denominator_unit": "MWh", "timezone": "Mars/Olympus"}',
             0,
         )
     assert err.value.reason == ReasonCode.BAD_ENUM
@@ -162,7 +163,8 @@ def test_retention_sets_the_raw_ttl_once(store: Store) -> None:
     assert apply_retention(store, 30) == "TTL set to 30 days"
     assert apply_retention(store, 30) == "TTL 30 days"
     engine = store.query(
-        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'energy_intervals'"
+        "SELECT engine_full FROM system.tables "
+        "WHERE database = currentDatabase() AND name = 'energy_intervals'"
     ).result_rows[0][0]
     assert "toIntervalDay(30)" in engine.replace(" ", "")
     assert apply_retention(store, 0) == "TTL removed"
