@@ -131,7 +131,7 @@ def _line_chart(rows: list[dict[str, Any]], unit: str) -> str:
     points = [(r["month"], r["intensity"]) for r in rows if r.get("intensity") is not None]
     if not points:
         return '<p class="empty">No intensity: no denominators for these months.</p>'
-    width, height, left, bottom, top = 640, 220, 56, 36, 16
+    width, height, left, bottom, top = 640, 220, 56, 36, 26
     plot_w, plot_h = width - left - 20, height - bottom - top
     peak = max(v for _m, v in points) or 1.0
     step = plot_w / max(1, len(points) - 1)
