@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.codec import decode_json
+from schemas.codec import decode, field_types, parse_time
 from schemas.contracts import (
     Account,
     AccountLabel,
@@ -82,6 +84,88 @@ SINK_TOPICS: dict[str, TableSpec] = {
         EmissionFactor, "emission_factors", _fields(EmissionFactor), ("updated_at",)
     ),
 }
+
+
+_NUMBER = (int, float)
+
+
+def _bad(reason: ReasonCode, detail: str, field: str) -> ContractError:
+    return ContractError(reason, detail, field)
+
+
+@lru_cache(maxsize=32)
+def _decoder(cls: type[Contract]) -> Callable[[bytes], dict[str, Any]]:
+    """A fast decoder of one contract's JSON: the checks of `schemas.codec.decode`, the
+    same reason codes, without building a Faust Record (which costs ~10x the parse).
+    Contracts with rules across fields (`check`) go through `decode` itself."""
+    if cls.check is not Contract.check:
+        return lambda data: decode(cls, _loads(data)).asdict()
+    defaults = cls._options.defaults
+    plan = []
+    for name, (tp, nullable) in field_types(cls).items():
+        enum = cls.enums.get(name)
+        allowed = frozenset(e.value for e in enum) if enum else None
+        plan.append((name, tp, nullable, name in defaults, defaults.get(name), allowed))
+
+    def run(data: bytes) -> dict[str, Any]:
+        obj = _loads(data)
+        if not isinstance(obj, dict):
+            raise _bad(ReasonCode.WRONG_TYPE, f"expected an object, got {type(obj).__name__}", "")
+        out: dict[str, Any] = {}
+        for name, tp, nullable, has_default, default, allowed in plan:
+            if name not in obj:
+                if has_default:
+                    out[name] = default
+                    continue
+                raise _bad(ReasonCode.MISSING_FIELD, f"{name} is required", name)
+            v = obj[name]
+            if v is None:
+                if not nullable:
+                    raise _bad(ReasonCode.MISSING_FIELD, f"{name} may not be null", name)
+                out[name] = None
+                continue
+            if tp is float:
+                if v.__class__ is bool or not isinstance(v, _NUMBER):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a number, got {v!r}", name)
+                v = float(v)
+                if not math.isfinite(v):
+                    raise _bad(ReasonCode.NOT_FINITE, f"{v!r} is not finite", name)
+            elif tp is str:
+                if not isinstance(v, str):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a string, got {v!r}", name)
+                if allowed is not None and v not in allowed:
+                    code = (
+                        ReasonCode.UNKNOWN_ENERGY_TYPE
+                        if name == "energy_type"
+                        else ReasonCode.BAD_ENUM
+                    )
+                    raise _bad(code, f"{v!r} is not one of {', '.join(sorted(allowed))}", name)
+            elif tp is datetime:
+                v = parse_time(v, name)
+            elif tp is int:
+                if v.__class__ is bool or not isinstance(v, int):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected an integer, got {v!r}", name)
+            elif tp is bool:
+                if not isinstance(v, bool):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected true/false, got {v!r}", name)
+            elif tp == list[int]:
+                if not isinstance(v, list) or any(
+                    i.__class__ is bool or not isinstance(i, int) for i in v
+                ):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a list of integers: {v!r}", name)
+            else:  # a type the contracts do not use yet: the full check
+                return decode(cls, obj).asdict()
+            out[name] = v
+        return out
+
+    return run
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError(ReasonCode.BAD_ENCODING, f"not JSON: {exc}") from None
 
 
 @lru_cache(maxsize=64)
@@ -165,21 +249,24 @@ class Writer:
         spec = SINK_TOPICS[standard]
         if value is None:
             raise ContractError(ReasonCode.BAD_ENCODING, "empty record (tombstone)")
-        record = decode_json(spec.contract, value)
-        row = [getattr(record, name) for name in spec.columns]
+        record = _decoder(spec.contract)(value)
+        row = [record[name] for name in spec.columns]
         if standard == "emissions.windows":
-            row.append(utc_offset_minutes(record.window_start, self._zone_of(record.account_id)))
+            row.append(
+                utc_offset_minutes(record["window_start"], self._zone_of(record["account_id"]))
+            )
         elif spec.extra == ("updated_at",):
             # the Kafka timestamp: the same on a replay, so a replayed row is the same row
             row.append(datetime.fromtimestamp(timestamp_ms / 1000, UTC))
             if standard == "accounts.registry":
+                zone = record["timezone"]
                 try:
-                    _zone(record.timezone)
+                    _zone(zone)
                 except (ZoneInfoNotFoundError, ValueError):
                     raise ContractError(
-                        ReasonCode.BAD_ENUM, f"unknown time zone {record.timezone!r}", "timezone"
+                        ReasonCode.BAD_ENUM, f"unknown time zone {zone!r}", "timezone"
                     ) from None
-                self.zones[record.account_id] = record.timezone
+                self.zones[record["account_id"]] = zone
         key = (spec.table, topic, partition)
         part = self._parts.get(key)
         if part is None:

@@ -169,3 +169,64 @@ def test_retention_sets_the_raw_ttl_once(store: Store) -> None:
     assert "toIntervalDay(30)" in engine.replace(" ", "")
     assert apply_retention(store, 0) == "TTL removed"
     assert apply_retention(store, 0) == "no TTL"
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {},
+        {"tco2e": "1"},
+        {"tco2e": True},
+        {"tco2e": float("nan")},
+        {"revision": 1.5},
+        {"energy_type": "plasma"},
+        {"window_start": "2026-01-01T00:00:00"},
+        {"window_start": None},
+        {"uncertain": "no"},
+        {"unit": 3},
+    ],
+)
+def test_fast_decoder_agrees_with_the_contract_decoder(patch: dict) -> None:
+    import json
+
+    from schemas.codec import decode
+    from schemas.contracts import EmissionWindow
+    from sinks.writer import _decoder
+
+    obj = {
+        **json.loads(window("A", "electricity", "2026-01-01T00:00:00+00:00", 1.0, 0).dumps()),
+        **patch,
+    }
+    data = json.dumps(obj).encode()
+    try:
+        expected = decode(EmissionWindow, obj).asdict()
+    except ContractError as exc:
+        with pytest.raises(ContractError) as err:
+            _decoder(EmissionWindow)(data)
+        assert (err.value.reason, err.value.field) == (exc.reason, exc.field)
+    else:
+        assert _decoder(EmissionWindow)(data) == expected
+
+
+def test_fast_decoder_checks_lists_of_integers() -> None:
+    from schemas.contracts import EnergyInterval
+    from sinks.writer import _decoder
+
+    good = {
+        "meter_id": "M",
+        "account_id": "A",
+        "energy_type": "electricity",
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-01-01T00:15:00Z",
+        "consumption": 1,
+        "unit": "kWh",
+        "uncertain": False,
+        "event": "",
+        "source_seqs": [1, 2],
+    }
+    import json
+
+    assert _decoder(EnergyInterval)(json.dumps(good).encode())["source_seqs"] == [1, 2]
+    with pytest.raises(ContractError) as err:
+        _decoder(EnergyInterval)(json.dumps({**good, "source_seqs": [1, "2"]}).encode())
+    assert err.value.reason == ReasonCode.WRONG_TYPE
