@@ -23,7 +23,7 @@ from aiokafka.structs import TopicPartition
 from schemas.dlq import dlq_headers, dlq_topic
 from schemas.errors import ContractError
 from schemas.settings import Settings
-from sinks.metrics import RETRIES
+from sinks.metrics import PAUSED, RETRIES
 from sinks.writer import SINK_TOPICS, Writer
 
 __all__ = ["Sink"]
@@ -129,11 +129,13 @@ class Sink:
         if not self.paused:
             self.consumer.pause(*self.consumer.assignment())
             self.paused = True
+            PAUSED.set(1)
 
     def _resume(self) -> None:
         if self.paused:
             self.consumer.resume(*self.consumer.assignment())
             self.paused = False
+            PAUSED.set(0)
 
     async def _flush(self, stop: asyncio.Event, once: bool = False) -> bool:
         """Store the pending batch (retrying with backoff), then commit its offsets."""
@@ -145,7 +147,7 @@ class Sink:
                 break
             except Exception as exc:  # any ClickHouse/transport error: keep the batch, retry
                 self.retries += 1
-                RETRIES.labels(table="*").inc()
+                RETRIES.labels(table="*").inc()  # one batch spans tables: counted once
                 log.warning("sink: ClickHouse store failed (%s); retry in %.1fs", exc, delay)
                 if once or stop.is_set():
                     return False  # not committed: Kafka gives these records again

@@ -4,8 +4,8 @@
   raises `ContractError` so the consumer can send it to the topic's `.dlq`.
 - Rows are gathered per table and per Kafka partition. A batch is due when it holds
   `batch_rows` rows or its oldest row is `batch_seconds` old.
-- `store_pending` writes the batch: one INSERT per (table, topic, partition) with an
-  `insert_deduplication_token` made of topic/partition/first-last offsets, so a retry
+- `store_pending` writes the batch: one INSERT per table with an
+  `insert_deduplication_token` made of its topic/partition/first-last offsets, so a retry
   after a lost answer, or a replay of the same offsets after a crash, stores nothing
   twice. Row keys are deterministic (the tables' ORDER BY are contract fields, reference
   rows take the Kafka timestamp as `updated_at`), so even a replay cut into different
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -179,9 +179,10 @@ def utc_offset_minutes(ts: datetime, timezone: str) -> int:
     return int(offset.total_seconds() // 60)
 
 
-def dedup_token(table: str, topic: str, partition: int, first: int, last: int) -> str:
-    """The insert deduplication token of one table's rows from one partition's offsets."""
-    return f"{table}/{topic}/{partition}/{first}-{last}"
+def dedup_token(table: str, ranges: Iterable[tuple[str, int, int, int]]) -> str:
+    """The insert deduplication token of one table's rows from (topic, partition, first,
+    last) offset ranges: the same offsets give the same token, so they are stored once."""
+    return table + "/" + ",".join(f"{t}/{p}/{a}-{b}" for t, p, a, b in sorted(ranges))
 
 
 @dataclass
@@ -315,25 +316,27 @@ class Writer:
         Blocking. On a ClickHouse error the batch stays pending and the error is raised:
         calling again retries it with the same deduplication tokens.
         """
-        for (table, topic, partition), part in sorted(self._parts.items()):
-            if not part.rows:
-                continue
-            spec = SINK_TOPICS[self.topics[topic]]
+        tables: dict[str, list[tuple[tuple[str, str, int], _Part]]] = {}
+        for key, part in sorted(self._parts.items()):
+            if part.rows:
+                tables.setdefault(key[0], []).append((key, part))
+        for table, parts in tables.items():
+            # one INSERT per table and batch (each INSERT has a fixed cost in the engine)
+            spec = SINK_TOPICS[self.topics[parts[0][0][1]]]
+            rows = [row for _key, part in parts for row in part.rows]
+            token = dedup_token(table, [(k[1], k[2], p.first, p.last) for k, p in parts])
             started = time.perf_counter()
             self.store.insert(
                 table,
-                part.rows,
+                rows,
                 column_names=[*spec.columns, *spec.extra],
-                settings={
-                    "insert_deduplication_token": dedup_token(
-                        table, topic, partition, part.first, part.last
-                    ),
-                },
+                settings={"insert_deduplication_token": token},
             )
             BATCH_SECONDS.labels(table=table).observe(time.perf_counter() - started)
-            BATCH_ROWS.labels(table=table).observe(len(part.rows))
-            ROWS.labels(table=table).inc(len(part.rows))
-            part.rows = []  # stored: a retry of the rest does not send these again
+            BATCH_ROWS.labels(table=table).observe(len(rows))
+            ROWS.labels(table=table).inc(len(rows))
+            for _key, part in parts:
+                part.rows = []  # stored: a retry of the other tables does not send these again
         commit = {tp: last + 1 for tp, (_first, last) in self._offsets.items()}
         self.clear()
         return commit

@@ -153,10 +153,12 @@ def test_batches_are_due_by_rows_or_by_age(store: Store) -> None:
     assert writer.store_pending() == {("emissions.windows", 1): 3}
 
 
-def test_dedup_token_names_table_topic_partition_and_offsets() -> None:
-    assert dedup_token("emissions_15m", "emissions.windows", 2, 10, 19) == (
-        "emissions_15m/emissions.windows/2/10-19"
+def test_dedup_token_names_table_topics_partitions_and_offsets() -> None:
+    ranges = [("emissions.windows", 2, 10, 19), ("emissions.windows", 0, 5, 9)]
+    assert dedup_token("emissions_15m", ranges) == (
+        "emissions_15m/emissions.windows/0/5-9,emissions.windows/2/10-19"
     )
+    assert dedup_token("emissions_15m", reversed(ranges)) == dedup_token("emissions_15m", ranges)
 
 
 def test_retention_sets_the_raw_ttl_once(store: Store) -> None:
