@@ -152,3 +152,61 @@ def test_query_opens_the_store_itself_when_free(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout) == {"eligibility": []}
+
+
+async def test_sink_command_stores_and_commits(tmp_path: Path, bootstrap: str, unique: str) -> None:
+    from infra.broker import ensure_topics
+    from schemas.topics import all_topics
+    from tests.sinks.dataset import window
+    from tests.sinks.kafka_util import committed_equals_end, produce
+
+    await ensure_topics(bootstrap, [(t.name, 2, t.compacted) for t in all_topics()])
+    account = f"S-{unique}"
+    record = window(account, "electricity", "2026-04-01T00:00:00+00:00", 7.25, 0).dumps()
+    await produce(bootstrap, [("emissions.windows", account.encode(), record)])
+    group = f"sink-cli-{unique}"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
+        "CARBON_ACCOUNTS_SINKS_GROUP_ID": group,
+        "CARBON_ACCOUNTS_SINKS_BATCH_SECONDS": "0.2",
+        "CARBON_ACCOUNTS_STREAMS_WEB_PORT": str(free_port()),
+    }
+    env.pop("CLICKHOUSE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "streams", "sink", "--duration", "6"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "sink running" in out.stdout and "sink stopped" in out.stdout
+    assert await committed_equals_end(bootstrap, group, ["emissions.windows"])
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "query",
+            "top-emitters",
+            "-p",
+            "from_date=2026-04-01",
+            "-p",
+            "to_date=2026-04-30",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(out.stdout)["top"]
+    assert [(r["account_id"], r["tco2e"]) for r in rows if r["account_id"] == account] == [
+        (account, 7.25)
+    ]
