@@ -25,7 +25,7 @@ from sinks.catalogue import CatalogueError, catalogue, run_query
 from sinks.report import jsonable, render_html, report_data
 from sinks.store import Store
 
-__all__ = ["QueryServer", "add_routes", "credit_report"]
+__all__ = ["QueryServer", "add_faust_routes", "add_routes", "credit_report"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,15 @@ def add_routes(app: web.Application, store: Store, timezone: str) -> None:
     app.router.add_get("/queries", queries)
     app.router.add_get("/query/{name}", query)
     app.router.add_get("/report/{account_id}", report)
+
+
+def add_faust_routes(faust_app: Any, store: Store, timezone: str) -> None:
+    """Mount the catalogue routes on a Faust app's web server (aiohttp driver).
+
+    Call before the worker starts (aiohttp freezes its router then); the worker must run
+    with its web server enabled (`create_app(..., web=True)`) on `streams.web_port`.
+    """
+    add_routes(faust_app.web.web_app, store, timezone)
 
 
 class QueryServer:
