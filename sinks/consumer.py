@@ -36,9 +36,12 @@ class _Rebalance(ConsumerRebalanceListener):
         self.sink = sink
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.sink._on_revoke()
+        # no I/O here: a commit from a rebalance callback can wait on the group while
+        # the group waits on the callback; the main loop handles it (`_after_rebalance`)
+        self.sink.rebalanced = True
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.sink.rebalanced = True
         if self.sink.paused:
             self.sink.consumer.pause(*assigned)
 
@@ -65,6 +68,8 @@ class Sink:
         self.consumer: AIOKafkaConsumer = None  # type: ignore[assignment]
         self.producer: AIOKafkaProducer | None = None
         self.paused = False
+        #: partitions were revoked or assigned since the main loop last looked
+        self.rebalanced = False
         self.stored_batches = 0
         self.retries = 0
         self.dead_letters = 0
@@ -97,6 +102,8 @@ class Sink:
                     timeout_ms=int(timeout * 1000),
                     max_records=max(1, self.writer.batch_rows - self.writer.pending_rows),
                 )
+                if await self._after_rebalance():
+                    continue  # the batch may predate the move: read it again
                 await self._add(batch)
                 if self.writer.due():
                     await self._flush(stop)
@@ -153,9 +160,13 @@ class Sink:
                     return False  # not committed: Kafka gives these records again
                 self._pause()
                 # keep polling so the group keeps us; paused partitions return nothing,
-                # newly assigned ones (a rebalance) are paused and their records kept
+                # newly assigned ones (a rebalance) are paused
                 with contextlib.suppress(KafkaError):
-                    await self._add(await self.consumer.getmany(timeout_ms=int(delay * 1000)))
+                    batch = await self.consumer.getmany(timeout_ms=int(delay * 1000))
+                    if await self._after_rebalance():
+                        self._resume()  # a fresh start: pauses again if ClickHouse is down
+                        return False  # the batch was dropped: it is read again
+                    await self._add(batch)
                 delay = min(delay * 2, s.retry_max_seconds)
         self._resume()
         await self._commit(offsets)
@@ -174,19 +185,24 @@ class Sink:
             # deduplication token and ReplacingMergeTree keep them once
             log.warning("sink: commit failed after storing (%s); records will replay", exc)
 
-    async def _on_revoke(self) -> None:
-        """Partitions are moving: store and commit what is pending, or give it back."""
-        if not self.writer.pending_offsets:
-            return
-        firsts = {tp: first for tp, (first, _last) in self.writer.pending_offsets.items()}
+    async def _after_rebalance(self) -> bool:
+        """After partitions moved: forget the pending batch and read again from the
+        committed offsets. Rows already stored but not committed are stored again and
+        collapse (same keys); nothing is skipped. Returns whether it did anything."""
+        if not self.rebalanced:
+            return False
+        self.rebalanced = False
+        if self.writer.pending_offsets:
+            log.info("sink: partitions moved; rereading from the committed offsets")
+        self.writer.clear()
         try:
-            offsets = await asyncio.to_thread(self.writer.store_pending)
-        except Exception as exc:
-            log.warning("sink: could not store before a rebalance (%s); rereading", exc)
-            self.writer.clear()
-            for (topic, partition), first in firsts.items():
-                tp = TopicPartition(topic, partition)
-                if tp in self.consumer.assignment():
-                    self.consumer.seek(tp, first)
-            return
-        await self._commit(offsets)
+            for tp in self.consumer.assignment():
+                committed = await self.consumer.committed(tp)
+                if committed:
+                    self.consumer.seek(tp, committed)
+                else:  # never committed: from the start, as auto_offset_reset says
+                    await self.consumer.seek_to_beginning(tp)
+        except KafkaError as exc:  # the group is still moving: try again next round
+            log.info("sink: cannot seek to the committed offsets yet (%s)", exc)
+            self.rebalanced = True
+        return True

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from infra.broker import ensure_topics
@@ -40,24 +41,29 @@ async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, by
 
 
 async def committed_equals_end(bootstrap: str, group: str, topics: Iterable[str]) -> bool:
-    """Has `group` committed every partition of `topics` up to its end offset?"""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
+    """Has `group` committed every partition of `topics` up to its end offset?
+
+    Asks through the admin API and a group-less consumer: a consumer of the group itself
+    would take part in the group's rebalances.
+    """
+    topics = list(topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
     await consumer.start()
     try:
+        committed = await admin.list_consumer_group_offsets(group)
         tps = [
             TopicPartition(t, p)
             for t in topics
             for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t))
         ]
         ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            if (await consumer.committed(tp) or 0) != ends[tp]:
-                return False
-        return True
+        # a partition never committed counts as 0 (right for an empty one)
+        return all((committed[tp].offset if tp in committed else 0) == ends[tp] for tp in tps)
     finally:
         await consumer.stop()
+        await admin.close()
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from schemas.settings import Settings, SinkSettings
 from sinks.catalogue import run_query
 from sinks.consumer import Sink
@@ -68,3 +70,85 @@ async def test_sink_stores_every_topic_then_commits(
     headers = dict(dead[0].headers)
     assert headers["reason"] == b"missing_field"
     assert dead[0].value == b'{"account_id": "E1"}'
+
+
+@pytest.mark.skip(
+    reason="the embedded broker (noida-db 0.2.3) never completes a rebalance after a member's "
+    "commit is refused with IllegalGeneration during it; plain aiokafka consumers show the "
+    "same hang, so this runs against a real Kafka only once the fixtures allow one"
+)
+async def test_two_sinks_in_one_group_across_rebalances(
+    store: Store, bootstrap: str, unique: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from infra.broker import ensure_topics
+    from tests.sinks.dataset import window
+
+    topic = f"emissions.windows.{unique}"
+    await ensure_topics(bootstrap, [(topic, 4, False), (f"{topic}.dlq", 1, False)])
+    group = f"sink-rb-{unique}"
+    base = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def phase(rev: int) -> list[tuple[str, bytes, bytes]]:
+        # window i of account A{i % 10}: revision rev is (i + 1)(rev + 1)/100 tCO2e
+        return [
+            (
+                topic,
+                f"A{i % 10}".encode(),
+                window(
+                    f"A{i % 10}",
+                    "electricity",
+                    (base + timedelta(minutes=15 * (i // 10))).isoformat(),
+                    (i + 1) * (rev + 1) / 100,
+                    rev,
+                ).dumps(),
+            )
+            for i in range(100)
+        ]
+
+    def start() -> tuple[Sink, asyncio.Event, asyncio.Task[None]]:
+        settings = Settings(sinks=SinkSettings(batch_rows=15, batch_seconds=0.1))
+        sink = Sink(
+            Writer(store, batch_rows=15, batch_seconds=0.1),
+            settings,
+            bootstrap,
+            topics={topic: "emissions.windows"},
+            group_id=group,
+        )
+        stop = asyncio.Event()
+        return sink, stop, asyncio.create_task(sink.run(stop))
+
+    async def settled(timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while not await committed_equals_end(bootstrap, group, [topic]):
+            assert time.monotonic() < deadline, "offsets not committed in time"
+            await asyncio.sleep(0.3)
+
+    a_sink, a_stop, a_task = start()
+    b_task = None
+    try:
+        await produce(bootstrap, phase(0))
+        await settled()
+        await produce(bootstrap, phase(1))
+        b_sink, b_stop, b_task = start()  # joins: the partitions are split
+        await produce(bootstrap, phase(2))
+        await settled()
+        a_stop.set()  # leaves: B takes every partition
+        await asyncio.wait_for(a_task, 60)
+        await produce(bootstrap, phase(3))
+        await settled()
+    finally:
+        a_stop.set()
+        if b_task is not None:
+            b_stop.set()
+            await asyncio.wait_for(b_task, 60)
+        await asyncio.wait_for(a_task, 60)
+    assert a_sink.stored_batches > 0 and b_sink.stored_batches > 0
+    final = store.query(
+        "SELECT count(), min(revision), sum(tco2e) FROM emissions_15m FINAL"
+    ).result_rows[0]
+    expected = sum((i + 1) * 4 / 100 for i in range(100))  # revision 3: 4(i + 1)/100 -> 202.0
+    assert final[:2] == (100, 3) and final[2] == pytest.approx(expected)
+    daily = store.query("SELECT sum(tco2e), sum(windows) FROM emissions_daily").result_rows[0]
+    assert daily[0] == pytest.approx(expected) and daily[1] == 100
