@@ -36,8 +36,10 @@ def _msg(topic: str, i: int, rev: int) -> tuple[str, bytes, bytes]:
 
 async def _until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
+    started = time.monotonic()
     while time.monotonic() < deadline:
         if await condition():
+            print(f"{what}: {time.monotonic() - started:.1f}s")
             return
         await asyncio.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
