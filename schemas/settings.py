@@ -102,8 +102,12 @@ class CollectorSettings:
 
 @dataclass
 class SinkSettings:
-    batch_rows: int = 50_000
-    batch_seconds: float = 1.0
+    batch_rows: int = 50_000  # a batch is stored when it has this many rows ...
+    batch_seconds: float = 1.0  # ... or is this old, whichever comes first
+    group_id: str = "carbon-accounts-sink"  # Kafka consumer group of the sink
+    retry_initial_seconds: float = 0.5  # backoff while ClickHouse is unreachable ...
+    retry_max_seconds: float = 30.0  # ... doubling up to this
+    raw_ttl_days: int = 1095  # TTL of raw energy_intervals; 0: keep forever
 
 
 @dataclass

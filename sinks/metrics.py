@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["BATCH_ROWS", "BATCH_SECONDS", "RETRIES", "ROWS"]
+__all__ = ["BATCH_ROWS", "BATCH_SECONDS", "PAUSED", "RETRIES", "ROWS"]
 
 ROWS = Counter("carbon_accounts_sink_rows", "Rows stored in ClickHouse, by table.", ["table"])
 BATCH_SECONDS = Histogram(
@@ -18,4 +18,8 @@ BATCH_ROWS = Histogram(
 )
 RETRIES = Counter(
     "carbon_accounts_sink_retries", "Batch writes retried after a ClickHouse error.", ["table"]
+)
+PAUSED = Gauge(
+    "carbon_accounts_sink_paused",
+    "1 while the sink has paused consuming because ClickHouse does not store (backpressure).",
 )

@@ -66,6 +66,9 @@ _COMMANDS = (
     "benchmarks",
     "whatif",
     "simulate_benefit",
+    "sink",
+    "query",
+    "report",
 )
 
 

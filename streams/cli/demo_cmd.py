@@ -67,16 +67,21 @@ def _step(name: str, detail: str, seconds: float) -> None:
 
 
 def _parts(
-    settings: Settings, bootstrap: str, meters: int, speed: float
+    settings: Settings, runtime: Runtime, meters: int, speed: float
 ) -> list[tuple[str, Callable[[], DemoPart]]]:
     # imported lazily: each part pulls in its own stack (asyncua, pymodbus, faust)
     from streams.cli.field_demo import FieldDemo
     from streams.cli.labelling_demo import LabellingDemo
+    from streams.cli.sink_cmd import SinkDemo
 
+    bootstrap = runtime.bootstrap
     parts: list[tuple[str, Callable[[], DemoPart]]] = []
+    if runtime.store is not None:
+        store = runtime.store
+        parts.append(("sink", lambda: SinkDemo(settings, store, bootstrap)))
+    parts.append(("streams", lambda: LabellingDemo(settings, bootstrap)))
     if meters > 0:
         parts.append(("field", lambda: FieldDemo(settings, bootstrap, meters, speed)))
-    parts.append(("streams", lambda: LabellingDemo(settings, bootstrap)))
     return parts
 
 
@@ -100,7 +105,7 @@ async def _demo(
         await runtime.__aenter__()
     running: list[DemoPart] = []
     try:
-        for name, make in _parts(settings, runtime.bootstrap, meters, speed):
+        for name, make in _parts(settings, runtime, meters, speed):
             with console.status(f"starting {name} ..."):
                 t = time.monotonic()
                 part = make()

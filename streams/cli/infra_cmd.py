@@ -45,15 +45,17 @@ def broker(ctx: Context, port: int | None, duration: float | None) -> None:
 
 
 @command.command("cluster-ddl")
-@click.option("--cluster", default="carbon_accounts", help="Cluster name in remote_servers.")
-def cluster_ddl_cmd(cluster: str) -> None:
-    """Print the DDL for a ClickHouse cluster: Replicated tables, sharded by account_id.
+@click.option("--cluster", default=None, help="Cluster name (default: the {cluster} macro).")
+def cluster_ddl_cmd(cluster: str | None) -> None:
+    """Print the DDL for a ClickHouse cluster (sinks/sql/ddl_cluster/): Replicated tables
+    sharded by account_id behind Distributed ones, reference tables copied to every node.
 
     Apply it once with clickhouse-client --multiquery on any node; the servers need
     `{shard}` and `{replica}` macros and ClickHouse Keeper (README "Running at scale").
     """
-    from infra.clickhouse_cluster import cluster_ddl
     from sinks.store import ddl_statements
 
-    for statement in cluster_ddl([s for _, s in ddl_statements()], cluster=cluster):
+    for _, statement in ddl_statements("ddl_cluster"):
+        if cluster:
+            statement = statement.replace("'{cluster}'", f"'{cluster}'")
         click.echo(statement + ";\n")

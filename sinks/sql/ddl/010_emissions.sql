@@ -15,9 +15,12 @@ CREATE TABLE IF NOT EXISTS emissions_15m
     factor_value   Float64                 COMMENT 'value of that factor',
     factor_unit    LowCardinality(String)  COMMENT 'unit of that factor, e.g. tCO2e/kWh',
     uncertain      Bool                    COMMENT 'an uncertain-quality reading went into it',
-    revision       UInt32                  COMMENT 'grows each time the window is revised'
+    revision       UInt32                  COMMENT 'grows each time the window is revised',
+    utc_offset_minutes Int16 DEFAULT 0     COMMENT 'offset of the account''s local calendar at window_start (written by the sink from the registry); local time = window_start + offset'
 )
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (account_id, energy_type, window_start)
+-- insert_deduplication_token works on non-replicated tables only with a window
+SETTINGS non_replicated_deduplication_window = 1000
 COMMENT 'emissions per account, energy type and 15-minute window (topic emissions.windows)';

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS accounts
 )
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY account_id
+SETTINGS non_replicated_deduplication_window = 1000
 COMMENT 'the accounts registry (topic accounts.registry)';
 
 CREATE TABLE IF NOT EXISTS denominators
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS denominators
 )
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY (account_id, period_start)
+SETTINGS non_replicated_deduplication_window = 1000
 COMMENT 'intensity denominators per account and period (topic accounts.denominators)';
 
 CREATE TABLE IF NOT EXISTS benchmarks
@@ -47,6 +49,7 @@ CREATE TABLE IF NOT EXISTS benchmarks
 )
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY (area, industry_code, region, period_start)
+SETTINGS non_replicated_deduplication_window = 1000
 COMMENT 'industry benchmark intensities (topic benchmarks)';
 
 CREATE TABLE IF NOT EXISTS emission_factors
@@ -64,4 +67,5 @@ CREATE TABLE IF NOT EXISTS emission_factors
 )
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY (factor_id, version, effective_from)
+SETTINGS non_replicated_deduplication_window = 1000
 COMMENT 'emission factors, versioned (topic factors)';

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS account_labels
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (account_id, revision)
+SETTINGS non_replicated_deduplication_window = 1000
 COMMENT 'colour changes, one row per change (topic accounts.labels); a replay overwrites';
 
 CREATE TABLE IF NOT EXISTS benefit_points
@@ -39,4 +40,5 @@ CREATE TABLE IF NOT EXISTS benefit_points
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (account_id, event_id)
+SETTINGS non_replicated_deduplication_window = 1000
 COMMENT 'carbon-benefit points per event (topic benefit.points)';

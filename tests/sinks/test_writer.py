@@ -1,0 +1,234 @@
+"""The writer: exact rollups under repeated revisions and replays, local calendars,
+deduplication tokens, batching, bad records, retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schemas.errors import ContractError, ReasonCode
+from sinks.store import Store
+from sinks.writer import Writer, apply_retention, dedup_token, utc_offset_minutes
+from tests.sinks.dataset import window
+
+START = datetime(2026, 3, 31, 15, 0, tzinfo=UTC)  # 23:00 on 31 March in Asia/Shanghai
+
+
+def _w(i: int, rev: int) -> bytes:
+    # window i, revision rev: tCO2e (i + 1) * (rev + 1) / 10, so the final revision 3 is 0.4 (i + 1)
+    start = (START + timedelta(minutes=15 * i)).isoformat()
+    return window("A", "electricity", start, round((i + 1) * (rev + 1) / 10, 10), rev).dumps()
+
+
+def _send(writer: Writer, batch: list[tuple[int, int, int]]) -> None:
+    """(offset, window, revision) records on partition 0 of emissions.windows, then store."""
+    for offset, i, rev in batch:
+        writer.add("emissions.windows", 0, offset, _w(i, rev), 0)
+    writer.store_pending()
+
+
+def _raw_count(store: Store) -> int:
+    return store.query("SELECT count() FROM emissions_15m").result_rows[0][0]
+
+
+def test_rollups_are_exact_under_repeated_revisions_and_replays(backend: Store) -> None:
+    backend.command("SYSTEM STOP MERGES emissions_15m")  # so raw counts show deduplication
+    writer = Writer(backend, timezone="Asia/Shanghai")
+    b1 = [(o, i, 0) for o, i in enumerate(range(8))] + [(8, 0, 2), (9, 5, 2)]
+    b2 = [(10 + i, i, 3) for i in range(4)] + [(14 + i, i, 1) for i in range(8)]  # late rev 1
+    b3 = [(22 + i, 4 + i, 3) for i in range(4)] + [(26, 2, 2)]  # rev 2 after rev 3
+    for batch in (b1, b2, b3):
+        _send(writer, batch)
+    stored = _raw_count(backend)
+    # ReplacingMergeTree already collapses a window's revisions inside one insert
+    # (optimize_on_insert): b1 8 windows, b2 8, b3 5 -> 21 rows stored
+    assert stored == 8 + 8 + 5
+    _send(writer, b2)  # the same offsets again (a crash before the commit): same token
+    assert _raw_count(backend) == stored
+    _send(writer, b1 + b2 + b3)  # a replay cut differently: new token, rows collapse in FINAL
+    # hand computation: final revision 3 of window i is 0.4 (i + 1); windows 0-3 are the
+    # local hour 23:00 of 31 March, windows 4-7 the hour 00:00 of 1 April (local calendar)
+    hour1, hour2 = 0.4 * (1 + 2 + 3 + 4), 0.4 * (5 + 6 + 7 + 8)
+    hourly = backend.query(
+        "SELECT hour_start, day, tco2e, windows FROM emissions_hourly ORDER BY hour_start"
+    ).result_rows
+    assert [(h.replace(tzinfo=UTC), d.isoformat(), n) for h, d, _t, n in hourly] == [
+        (START, "2026-03-31", 4),
+        (START + timedelta(hours=1), "2026-04-01", 4),
+    ]
+    assert [t for *_x, t, _n in hourly] == pytest.approx([hour1, hour2])
+    daily = backend.query("SELECT day, tco2e FROM emissions_daily ORDER BY day").result_rows
+    assert [(d.isoformat(), t) for d, t in daily] == [
+        ("2026-03-31", pytest.approx(hour1)),
+        ("2026-04-01", pytest.approx(hour2)),
+    ]
+    monthly = backend.query("SELECT month, tco2e FROM emissions_monthly ORDER BY month").result_rows
+    assert [(m.isoformat(), t) for m, t in monthly] == [
+        ("2026-03-01", pytest.approx(hour1)),
+        ("2026-04-01", pytest.approx(hour2)),
+    ]
+    final = backend.query("SELECT count(), min(revision) FROM emissions_15m FINAL").result_rows
+    assert final == [(8, 3)]
+
+
+def test_local_calendar_follows_the_accounts_time_zone(store: Store) -> None:
+    writer = Writer(store, timezone="Asia/Shanghai")
+    berlin = (
+        b'{"account_id": "B", "area": "industry", "name": "b", "region": "r", "district": "d",'
+        b' "industry_code": "1", "denominator_unit": "MWh", "timezone": "Europe/Berlin"}'
+    )
+    writer.add("accounts.registry", 0, 0, berlin, 1_700_000_000_000)
+    # 2026-03-31T23:00Z: 1 April 01:00 in Berlin (summer time, +120), 07:00 in Shanghai
+    writer.add(
+        "emissions.windows",
+        0,
+        1,
+        window("B", "electricity", "2026-03-31T23:00:00+00:00", 1.0, 0).dumps(),
+        0,
+    )
+    writer.add(
+        "emissions.windows",
+        0,
+        2,
+        window("S", "electricity", "2026-03-31T23:00:00+00:00", 2.0, 0).dumps(),
+        0,
+    )
+    writer.store_pending()
+    rows = store.query(
+        "SELECT account_id, day FROM emissions_daily ORDER BY account_id"
+    ).result_rows
+    assert [(a, d.isoformat()) for a, d in rows] == [("B", "2026-04-01"), ("S", "2026-04-01")]
+    offsets = store.query(
+        "SELECT account_id, utc_offset_minutes FROM emissions_15m ORDER BY account_id"
+    ).result_rows
+    assert offsets == [("B", 120), ("S", 480)]
+    # a new writer learns the zone from the stored registry
+    again = Writer(store)
+    assert again.load_zones() == 1 and again.zones == {"B": "Europe/Berlin"}
+
+
+def test_utc_offset_minutes() -> None:
+    assert utc_offset_minutes(datetime(2026, 1, 1, tzinfo=UTC), "Asia/Shanghai") == 480
+    assert utc_offset_minutes(datetime(2026, 1, 1, tzinfo=UTC), "Europe/Berlin") == 60
+    assert utc_offset_minutes(datetime(2026, 7, 1, tzinfo=UTC), "Europe/Berlin") == 120
+    assert utc_offset_minutes(datetime(2026, 1, 1, tzinfo=UTC), "Asia/Kolkata") == 330
+
+
+def test_bad_records_raise_with_a_reason_and_count_as_handled(store: Store) -> None:
+    writer = Writer(store)
+    with pytest.raises(ContractError) as err:
+        writer.add("emissions.windows", 3, 7, b"{not json", 0)
+    assert err.value.reason == ReasonCode.BAD_ENCODING
+    with pytest.raises(ContractError) as err:
+        writer.add("emissions.windows", 3, 8, b'{"account_id": "A"}', 0)
+    assert err.value.reason == ReasonCode.MISSING_FIELD
+    with pytest.raises(ContractError) as err:
+        writer.add(
+            "accounts.registry",
+            3,
+            9,
+            b'{"account_id": "A", "area": "industry", "name": "a", "region": "r", "district": "d",'
+            b' "industry_code": "1", "denominator_unit": "MWh", "timezone": "Mars/Olympus"}',
+            0,
+        )
+    assert err.value.reason == ReasonCode.BAD_ENUM
+    assert writer.pending_rows == 0
+    # their offsets are still committed with the next batch, so they are not read again
+    assert writer.store_pending() == {("emissions.windows", 3): 9, ("accounts.registry", 3): 10}
+
+
+def test_batches_are_due_by_rows_or_by_age(store: Store) -> None:
+    now = [0.0]
+    writer = Writer(store, batch_rows=3, batch_seconds=2.0, clock=lambda: now[0])
+    assert not writer.due()
+    writer.add("emissions.windows", 0, 0, _w(0, 0), 0)
+    assert not writer.due()
+    now[0] = 2.5
+    assert writer.due()  # old enough
+    assert writer.store_pending() == {("emissions.windows", 0): 1}
+    for o in range(3):
+        writer.add("emissions.windows", 1, o, _w(o, 0), 0)
+    assert writer.due()  # full
+    assert writer.store_pending() == {("emissions.windows", 1): 3}
+
+
+def test_dedup_token_names_table_topics_partitions_and_offsets() -> None:
+    ranges = [("emissions.windows", 2, 10, 19), ("emissions.windows", 0, 5, 9)]
+    assert dedup_token("emissions_15m", ranges) == (
+        "emissions_15m/emissions.windows/0/5-9,emissions.windows/2/10-19"
+    )
+    assert dedup_token("emissions_15m", reversed(ranges)) == dedup_token("emissions_15m", ranges)
+
+
+def test_retention_sets_the_raw_ttl_once(store: Store) -> None:
+    assert apply_retention(store, 30) == "TTL set to 30 days"
+    assert apply_retention(store, 30) == "TTL 30 days"
+    engine = store.query(
+        "SELECT engine_full FROM system.tables "
+        "WHERE database = currentDatabase() AND name = 'energy_intervals'"
+    ).result_rows[0][0]
+    assert "toIntervalDay(30)" in engine.replace(" ", "")
+    assert apply_retention(store, 0) == "TTL removed"
+    assert apply_retention(store, 0) == "no TTL"
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {},
+        {"tco2e": "1"},
+        {"tco2e": True},
+        {"tco2e": float("nan")},
+        {"revision": 1.5},
+        {"energy_type": "plasma"},
+        {"window_start": "2026-01-01T00:00:00"},
+        {"window_start": None},
+        {"uncertain": "no"},
+        {"unit": 3},
+    ],
+)
+def test_fast_decoder_agrees_with_the_contract_decoder(patch: dict) -> None:
+    import json
+
+    from schemas.codec import decode
+    from schemas.contracts import EmissionWindow
+    from sinks.writer import _decoder
+
+    obj = {
+        **json.loads(window("A", "electricity", "2026-01-01T00:00:00+00:00", 1.0, 0).dumps()),
+        **patch,
+    }
+    data = json.dumps(obj).encode()
+    try:
+        expected = decode(EmissionWindow, obj).asdict()
+    except ContractError as exc:
+        with pytest.raises(ContractError) as err:
+            _decoder(EmissionWindow)(data)
+        assert (err.value.reason, err.value.field) == (exc.reason, exc.field)
+    else:
+        assert _decoder(EmissionWindow)(data) == expected
+
+
+def test_fast_decoder_checks_lists_of_integers() -> None:
+    from schemas.contracts import EnergyInterval
+    from sinks.writer import _decoder
+
+    good = {
+        "meter_id": "M",
+        "account_id": "A",
+        "energy_type": "electricity",
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-01-01T00:15:00Z",
+        "consumption": 1,
+        "unit": "kWh",
+        "uncertain": False,
+        "event": "",
+        "source_seqs": [1, 2],
+    }
+    import json
+
+    assert _decoder(EnergyInterval)(json.dumps(good).encode())["source_seqs"] == [1, 2]
+    with pytest.raises(ContractError) as err:
+        _decoder(EnergyInterval)(json.dumps({**good, "source_seqs": [1, "2"]}).encode())
+    assert err.value.reason == ReasonCode.WRONG_TYPE
