@@ -40,8 +40,12 @@ def cluster_statement(stmt: str) -> str:
         engine = _ENGINE.search(stmt)
         if engine is None:
             raise ValueError(f"table {name}: no MergeTree engine")
-        shard = "all" if name in REFERENCE_TABLES else "{shard}"
-        args = [f"'/clickhouse/tables/{shard}/{{database}}/{name}_local'", "'{replica}'"]
+        path = (
+            f"all/{{database}}/{name}"
+            if name in REFERENCE_TABLES
+            else (f"{{shard}}/{{database}}/{name}_local")
+        )
+        args = [f"'/clickhouse/tables/{path}'", "'{replica}'"]
         if engine.group(2):
             args.append(engine.group(2))
         if name in REFERENCE_TABLES:

@@ -1,7 +1,7 @@
 """What-if: how many accounts would change colour if a proposed benchmark table were adopted.
 
 Reads ClickHouse (emissions_15m, accounts, denominators, benchmarks, account_labels, all
-FINAL: the latest version of each row; the SQL is in `sinks/sql/queries/whatif_*.sql`),
+FINAL: the latest version of each row; the SQL is in `sinks/sql/whatif/*.sql`),
 and evaluates every labelled account twice with the live rule (`streams.rules.labelling`):
 
 - baseline: the benchmarks in force, as a first evaluation;
@@ -40,7 +40,7 @@ __all__ = ["AccountChange", "IndustryChanges", "WhatIf", "compare", "industry_of
 
 
 def _sql(name: str) -> str:
-    return files("sinks").joinpath("sql", "queries", f"{name}.sql").read_text()
+    return files("sinks").joinpath("sql", "whatif", f"{name}.sql").read_text()
 
 
 def industry_of(code: str) -> str:
@@ -232,11 +232,11 @@ def whatif(
     tz = settings.streams.timezone
     params = {"timezone": tz, "since": since or datetime(1970, 1, 1, tzinfo=UTC)}
     monthly: dict[str, dict[str, float]] = {}
-    for r in _rows(store, "whatif_monthly_emissions", params):
+    for r in _rows(store, "monthly_emissions", params):
         monthly.setdefault(r["account_id"], {})[r["month"]] = float(r["tco2e"])
-    accounts = [r | {"timezone": tz} for r in _rows(store, "whatif_accounts")]
+    accounts = [r | {"timezone": tz} for r in _rows(store, "accounts")]
     denominators: dict[str, list[DenominatorValue]] = {}
-    for r in _rows(store, "whatif_denominators"):
+    for r in _rows(store, "denominators"):
         denominators.setdefault(r["account_id"], []).append(
             DenominatorValue(_utc(r["period_start"]), _utc(r["period_end"]), float(r["value"]))
         )
@@ -244,9 +244,9 @@ def whatif(
         Benchmark(
             **(r | {"period_start": _utc(r["period_start"]), "period_end": _utc(r["period_end"])})
         )
-        for r in _rows(store, "whatif_benchmarks")
+        for r in _rows(store, "benchmarks")
     ]
-    live = {r["account_id"]: r["colour"] for r in _rows(store, "whatif_live_labels")}
+    live = {r["account_id"]: r["colour"] for r in _rows(store, "live_labels")}
     return compare(
         accounts=accounts,
         monthly=monthly,

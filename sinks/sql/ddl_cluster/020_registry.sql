@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS accounts ON CLUSTER '{cluster}'
     timezone         LowCardinality(String) COMMENT 'local calendar for days, months, years',
     updated_at       DateTime64(3, 'UTC')   DEFAULT now64(3) COMMENT 'version: the latest wins'
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/accounts_local', '{replica}', updated_at)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/accounts', '{replica}', updated_at)
 ORDER BY account_id
 COMMENT 'the accounts registry (topic accounts.registry)';
 
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS denominators ON CLUSTER '{cluster}'
     unit         LowCardinality(String) COMMENT '10k_yuan (value added), MWh, GJ, m2, vehicle_km, ...',
     updated_at   DateTime64(3, 'UTC')   DEFAULT now64(3) COMMENT 'version: the latest wins'
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/denominators_local', '{replica}', updated_at)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/denominators', '{replica}', updated_at)
 ORDER BY (account_id, period_start)
 COMMENT 'intensity denominators per account and period (topic accounts.denominators)';
 
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS benchmarks ON CLUSTER '{cluster}'
     version       LowCardinality(String) COMMENT 'version of the benchmark table',
     updated_at    DateTime64(3, 'UTC')   DEFAULT now64(3) COMMENT 'version: the latest wins'
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/benchmarks_local', '{replica}', updated_at)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/benchmarks', '{replica}', updated_at)
 ORDER BY (area, industry_code, region, period_start)
 COMMENT 'industry benchmark intensities (topic benchmarks)';
 
@@ -58,6 +58,6 @@ CREATE TABLE IF NOT EXISTS emission_factors ON CLUSTER '{cluster}'
     version        LowCardinality(String) COMMENT 'version (a revision for a past period is a new version)',
     updated_at     DateTime64(3, 'UTC')   DEFAULT now64(3) COMMENT 'version: the latest wins'
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/emission_factors_local', '{replica}', updated_at)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/emission_factors', '{replica}', updated_at)
 ORDER BY (factor_id, version, effective_from)
 COMMENT 'emission factors, versioned (topic factors)';
