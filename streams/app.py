@@ -17,7 +17,7 @@ from schemas.settings import Settings
 __all__ = ["AGENT_MODULES", "create_app"]
 
 #: agent modules under streams/agents/, in registration order
-AGENT_MODULES: tuple[str, ...] = ()
+AGENT_MODULES: tuple[str, ...] = ("accounting",)
 
 
 def create_app(

@@ -53,9 +53,9 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 def _register() -> None:
-    from streams.cli import config_cmd, demo_cmd, infra_cmd, replay_cmd, schemas_cmd
+    from streams.cli import config_cmd, demo_cmd, infra_cmd, replay_cmd, schemas_cmd, worker_cmd
 
-    for module in (config_cmd, schemas_cmd, infra_cmd, demo_cmd, replay_cmd):
+    for module in (config_cmd, schemas_cmd, infra_cmd, demo_cmd, replay_cmd, worker_cmd):
         cli.add_command(module.command)
 
 
