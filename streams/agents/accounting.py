@@ -130,13 +130,15 @@ def register(app: faust.App, settings: Settings) -> None:
     table = app.Table(
         STATE_TABLE,
         default=None,
-        schema=faust.Schema(
-            key_type=str, key_serializer="raw", value_serializer="account_state"
-        ),
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="account_state"),
         partitions=partitions,
         use_partitioner=True,
         help="per account: its meters' normalising state and its kept emission windows",
     )
+    # Faust takes a table's serializers from its types; set them before the changelog
+    # topic (made lazily) and the store are: raw keys as the readings', state as JSON
+    table.key_serializer = "raw"
+    table.value_serializer = "account_state"
     partitioner = DefaultPartitioner()
 
     def emit_windows(
@@ -190,6 +192,7 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.agent(readings, name=AGENT)
     async def accounting(stream: faust.StreamT) -> None:
         await ref.ready.wait()
+        log.info("accounting agent started")
         async for event in stream.events():
             started = time.perf_counter()
             value: bytes = event.value
@@ -261,13 +264,15 @@ def register(app: faust.App, settings: Settings) -> None:
         try:
             await _follow(consumer)
         finally:
-            with contextlib.suppress(Exception):
+            # aiokafka's group-less consumer may raise CancelledError from stop()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await consumer.stop()
 
     async def _follow(consumer: AIOKafkaConsumer) -> None:
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
         tps = []
         for topic in (FACTORS, REGISTRY):
-            for p in sorted(await consumer.partitions_for_topic(topic) or ()):
+            for p in sorted(consumer.partitions_for_topic(topic) or ()):
                 tps.append(TopicPartition(topic, p))
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -277,10 +282,13 @@ def register(app: faust.App, settings: Settings) -> None:
             for tp, records in batches.items():
                 for record in records:
                     _apply_reference(tp.topic, record)
-            if not ref.ready.is_set() and all(
-                await consumer.position(tp) >= end for tp, end in ends.items()
-            ):
+            if not ref.ready.is_set() and await _caught_up(consumer, ends):
                 ref.ready.set()  # caught up: readings may be accounted now
+                log.info(
+                    "reference data read: %d factors, %d regions",
+                    len(ref.factors),
+                    len(ref.regions),
+                )
             pending = ref.factors_changed or ref.changed_accounts
             if pending and app.consumer is not None and app.consumer.assignment():
                 recompute()
@@ -310,6 +318,13 @@ def register(app: faust.App, settings: Settings) -> None:
                 )
             else:  # the registry's owner rejects its bad records; here it is only skipped
                 log.warning("accounts.registry offset %s skipped: %s", record.offset, exc)
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
 
 
 def _by_account(table: pa.Table, key: bytes | None) -> list[tuple[str, Columns, pa.Table]]:

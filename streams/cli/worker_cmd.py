@@ -31,6 +31,7 @@ def run_worker(
     def step(name: str, detail: str, seconds: float) -> None:
         click.echo(f"{name}: {detail} ({seconds:.1f}s)", err=True)
 
+    settings.data_path.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives under it
     runtime = Runtime(settings, with_store=False, on_step=step)
     # one loop for the runtime and the worker: the embedded broker dies with the thread
     # that started it (PDEATHSIG), and Runtime starts it in the loop's executor
@@ -58,15 +59,15 @@ def run_worker(
 
 
 async def _partitions(bootstrap: str, settings: Settings, topic: str) -> int | None:
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **settings.kafka.client_options())
-    await consumer.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **settings.kafka.client_options())
+    await admin.start()
     try:
-        parts = await consumer.partitions_for_topic(topic)
-        return len(parts) if parts else None
+        (described,) = await admin.describe_topics([topic])
+        return len(described.get("partitions") or ()) or None
     finally:
-        await consumer.stop()
+        await admin.close()
 
 
 @click.command("worker")
