@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from schemas.contracts import Kind, Quality
 from schemas.errors import ContractError, ReasonCode
 from schemas.units import conversion_factor
@@ -48,6 +50,7 @@ __all__ = [
     "pair_consumption",
 ]
 
+_TS_MS = pa.timestamp("ms", tz="UTC")
 _GOOD = Quality.GOOD.value
 _UNCERTAIN = Quality.UNCERTAIN.value
 _BAD = Quality.BAD.value
@@ -218,31 +221,46 @@ def normalise(meters: dict[str, MeterState], cols: Columns, grace_ms: int) -> No
     out = NormaliseResult()
     intervals = out.intervals
     touched: set[str] = set()
-    for i in range(len(cols)):
-        try:
-            factor = _check(cols, i)
-        except ContractError as exc:
-            out.rejected.append((i, exc))
-            continue
-        quality = cols.quality[i]
+    conversions = _CONVERSIONS
+    kinds = _KINDS
+    qualities = _QUALITIES
+    rows = zip(
+        cols.meter_id, cols.energy_type, cols.kind, cols.value, cols.unit, cols.ts,
+        cols.quality, cols.counter_max, strict=True,
+    )  # fmt: skip
+    for i, (meter_id, et, kind, value, unit, ts, quality, cmax) in enumerate(rows):
+        factor = conversions.get((et, unit))
+        # the fast check of the common case; anything unusual takes the full check
+        if (
+            factor is None
+            or value is None
+            or ts is None
+            or not meter_id
+            or not 0.0 <= value < math.inf
+            or kind not in kinds
+            or quality not in qualities
+            or (cmax is not None and not 0.0 < cmax < math.inf)
+            or kind == _INTERVAL
+        ):
+            try:
+                factor = _check(cols, i)
+            except ContractError as exc:
+                out.rejected.append((i, exc))
+                continue
         if quality == _BAD:
             out.rejected.append(
                 (i, ContractError(ReasonCode.BAD_QUALITY, "quality is bad", "quality"))
             )
             continue
-        meter_id = cols.meter_id[i]
-        et = cols.energy_type[i]
-        ts = cols.ts[i]
-        value = cols.value[i] * factor
+        value *= factor
         uncertain = quality == _UNCERTAIN
         state = meters.get(meter_id)
         if state is None:
             state = meters[meter_id] = MeterState(energy_type=et)
-        cmax = cols.counter_max[i]
         if cmax is not None:
             state.counter_max = cmax * factor
         touched.add(meter_id)
-        if cols.kind[i] == _INTERVAL:
+        if kind == _INTERVAL:
             known = state.periods.get(ts)
             if known is not None:
                 if _duplicate(out, et, known, value, i):
@@ -351,32 +369,35 @@ def columns_from_readings(readings: Sequence[Any]) -> Columns:
     )
 
 
-def columns_from_arrow(table: Any) -> Columns:
-    """Columns of an Arrow table of readings (the reading contract's Arrow schema).
+def columns_from_arrow(batch: Any) -> Columns:
+    """Columns of an Arrow record batch (or table) of readings (the reading contract's schema).
 
     Times become int64 ms; everything else is checked row by row in `normalise`.
     Raises KeyError for a missing column (the caller rejects the whole message).
     """
-    import pyarrow as pa
+    names = batch.schema.names
 
     def col(name: str) -> list[Any]:
-        return table.column(name).to_pylist()
+        if name not in names:
+            raise KeyError(name)
+        return batch.column(name).to_pylist()
 
     def times(name: str) -> list[Any]:
-        column = table.column(name)
-        if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
-        return column.to_pylist()
+        column = batch.column(names.index(name))
+        if column.type != _TS_MS:
+            column = column.cast(_TS_MS)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        return column.view(pa.int64()).to_pylist()  # zero-copy: the ms as integers
 
-    names = set(table.column_names)
-    empty = [None] * table.num_rows
+    empty = [None] * batch.num_rows
     return Columns(
         meter_id=col("meter_id"),
         energy_type=col("energy_type"),
         kind=col("kind"),
         value=col("value"),
         unit=col("unit"),
-        ts=times("ts"),
+        ts=times("ts") if "ts" in names else list(empty),
         quality=col("quality"),
         seq=col("seq") if "seq" in names else list(empty),
         counter_max=col("counter_max") if "counter_max" in names else list(empty),
