@@ -123,8 +123,14 @@ async def _end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-async def _output_span(bootstrap: str, topic: str, start: dict[TopicPartition, int],
-                       expected: int, timeout: float, worker: subprocess.Popen[bytes]) -> tuple[int, float]:  # fmt: skip
+async def _output_span(
+    bootstrap: str,
+    topic: str,
+    start: dict[TopicPartition, int],
+    expected: int,
+    timeout: float,
+    worker: subprocess.Popen[bytes],
+) -> tuple[int, float]:
     """(messages, seconds from the first to the last) of a worker's output since `start`."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -265,7 +271,8 @@ def _table(sizes: dict[str, int], results: dict[str, list[float]], medians: dict
         "rules": "pure rules in-process (Arrow decode + process), no Kafka",
     }
     lines = [
-        f"# Accounting benchmark ({'full' if full else 'tiny'}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"# Accounting benchmark ({'full' if full else 'tiny'}), "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"{sizes['accounts']} accounts x {sizes['meters']} meters x {sizes['cycles']} cycles "
         f"({sizes['accounts'] * sizes['meters'] * sizes['cycles']} readings, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from datetime import UTC, datetime
@@ -162,7 +163,8 @@ def test_state_round_trips_as_plain_data() -> None:
 
     acc = accountant()
     state = AccountState("A1")
-    acc.process(state, cols(row(0.0, 0), row(1000.0, 15), row(1.0, 15, meter="I", kind="interval", period_start=0)))  # fmt: skip
+    interval = row(1.0, 15, meter="I", kind="interval", period_start=0)
+    acc.process(state, cols(row(0.0, 0), row(1000.0, 15), interval))
     again = AccountState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert again == state
 
@@ -200,7 +202,7 @@ def test_any_arrival_order_within_grace_gives_last_minus_first(
         seen.setdefault(r["ts"], r)
     readings = sorted(seen.values(), key=lambda r: r["ts"])
     expected = 0.0
-    for a, b in zip(readings, readings[1:], strict=False):
+    for a, b in itertools.pairwise(readings):
         expected += (b["value"] - a["value"]) % 100.0
     rng = random.Random(seed)
     order = readings[:]
@@ -210,7 +212,7 @@ def test_any_arrival_order_within_grace_gives_last_minus_first(
     final: dict[tuple[str, str], dict[str, Any]] = {}
     cut = sorted(rng.sample(range(1, len(order) + 1), min(batches, len(order))))
     at = 0
-    for end in cut + [len(order)]:
+    for end in [*cut, len(order)]:
         if end > at:
             out = acc.process(state, cols(*order[at:end]))
             assert out.normalised.rejected == []
