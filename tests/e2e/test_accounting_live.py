@@ -232,3 +232,73 @@ def test_live_stream_matches_replay(bootstrap: str, unique: str, tmp_path: Path)
 
 def _tail(tmp_path: Path) -> str:
     return (tmp_path / "worker.log").read_text()[-3000:]
+
+
+def _start_worker(bootstrap: str, unique: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
+        "CARBON_ACCOUNTS_STREAMS_APP_ID": f"accounting-{unique}",
+        "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
+    }
+    log = (tmp_path / "worker.log").open("a")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(timeout=10)
+
+
+def test_state_survives_a_worker_restart(bootstrap: str, unique: str, tmp_path: Path) -> None:
+    """A meter's last reading, kept in the table, is recovered from its changelog."""
+    settings = Settings(data_dir=str(tmp_path / "var"))
+    asyncio.run(create_topics(settings, bootstrap))
+    first, second = _readings(unique)[:2]  # one meter, 15 minutes apart
+    assert first["meter_id"] == second["meter_id"]
+    expected, _ = replay([json.dumps(first), json.dumps(second)], settings)
+    assert expected  # the interval [first, second) in its one or two windows
+    worker = _start_worker(bootstrap, unique, tmp_path)
+
+    async def scenario() -> None:
+        nonlocal worker
+        windows = _Windows(bootstrap, unique, worker)
+        await windows.consumer.start()
+        try:
+            await _produce(bootstrap, [first])
+            # the first reading makes no window; wait until its state is in the changelog
+            ok = await _changelog_has(bootstrap, f"accounting-{unique}-accounting-state-changelog")
+            assert ok, _tail(tmp_path)
+            _stop(worker)
+            worker = _start_worker(bootstrap, unique, tmp_path)
+            windows.worker = worker
+            await _produce(bootstrap, [second])
+            ok = await windows.until(lambda live: _same(live, expected), timeout=60)
+            assert ok, f"{_diff(windows.final, expected)}; worker log: {_tail(tmp_path)}"
+        finally:
+            await windows.consumer.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        _stop(worker)
+
+
+async def _changelog_has(bootstrap: str, topic: str, timeout: float = 60) -> bool:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any((await consumer.getmany(timeout_ms=500)).values()):
+                return True
+        return False
+    finally:
+        await consumer.stop()
