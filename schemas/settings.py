@@ -92,6 +92,12 @@ class StreamSettings:
     grace_hours: float = 6.0  # late readings within this revise windows; older: too_late
     window_minutes: int = 15
     web_port: int = 6066  # Faust web: health, query catalogue when the store is owned here
+    #: account region → grid factor region (schemas/data/factors.csv); `*` for the rest.
+    #: Regions: national, national_excl_nonfossil, national_fossil, east_china.
+    grid_factor_regions: str = "*=national"
+    #: windows kept in the accounting state (≥ grace): a factor revision re-emits those;
+    #: older windows are recomputed with `carbon-accounts replay` or in the store
+    window_retention_hours: float = 24.0
 
 
 @dataclass

@@ -17,7 +17,7 @@ from schemas.settings import Settings
 __all__ = ["AGENT_MODULES", "create_app"]
 
 #: agent modules under streams/agents/, in registration order
-AGENT_MODULES: tuple[str, ...] = ("labelling", "benefit")
+AGENT_MODULES: tuple[str, ...] = ("accounting", "labelling", "benefit")
 
 
 def create_app(
@@ -40,6 +40,11 @@ def create_app(
         "web_port": settings.streams.web_port,
         "web_bind": "127.0.0.1",
         "datadir": str(settings.path("faust")),
+        # agents emit batches (Arrow intervals, table state per account): with aiokafka's
+        # 16 KB default a full batch waits for the broker's ack before the next send
+        "producer_max_batch_size": 1 << 20,
+        "producer_max_request_size": 4 << 20,
+        "producer_linger": 0.005,
     }
     options.update(overrides)
     app = faust.App(settings.streams.app_id, **options)

@@ -60,6 +60,7 @@ _COMMANDS = (
     "infra",
     "demo",
     "worker",
+    "replay",
     "simulate",
     "collect",
     "accounts",

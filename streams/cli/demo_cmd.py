@@ -71,7 +71,7 @@ def _parts(
 ) -> list[tuple[str, Callable[[], DemoPart]]]:
     # imported lazily: each part pulls in its own stack (asyncua, pymodbus, faust)
     from streams.cli.field_demo import FieldDemo
-    from streams.cli.labelling_demo import LabellingDemo
+    from streams.cli.streams_demo import StreamsDemo
     from streams.cli.sink_cmd import SinkDemo
 
     bootstrap = runtime.bootstrap
@@ -79,7 +79,7 @@ def _parts(
     if runtime.store is not None:
         store = runtime.store
         parts.append(("sink", lambda: SinkDemo(settings, store, bootstrap)))
-    parts.append(("streams", lambda: LabellingDemo(settings, bootstrap)))
+    parts.append(("streams", lambda: StreamsDemo(settings, bootstrap)))
     if meters > 0:
         parts.append(("field", lambda: FieldDemo(settings, bootstrap, meters, speed)))
     return parts

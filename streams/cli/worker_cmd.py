@@ -8,6 +8,7 @@ throughput until each has one partition. Each worker serves /metrics.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import threading
@@ -15,6 +16,7 @@ import threading
 import click
 import faust
 
+from schemas.settings import Settings
 from streams.app import AGENT_MODULES, create_app
 from streams.cli import Context, pass_context
 from streams.cli._metrics import metrics_port_option, serve_metrics
@@ -38,6 +40,7 @@ def select_agents(agents: str | None, exclude: str | None) -> list[str]:
 @click.option("--agents", default=None, help="Comma-separated agents to run (default: all).")
 @click.option("--exclude", default=None, help="Comma-separated agents not to run.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--log-level", default=None, help="Log level (default: settings log_level).")
 @metrics_port_option
 @pass_context
 def command(
@@ -45,6 +48,7 @@ def command(
     agents: str | None,
     exclude: str | None,
     duration: float | None,
+    log_level: str | None,
     metrics_port: int | None,
 ) -> None:
     """Run a Faust worker with the stream agents on KAFKA_BOOTSTRAP_SERVERS until stopped.
@@ -62,6 +66,13 @@ def command(
             "`carbon-accounts infra broker` prints)"
         )
     asyncio.run(create_topics(settings, bootstrap))
+    # tables must have as many partitions as the topic they are keyed like, which may
+    # predate this worker's settings
+    n = asyncio.run(_partitions(bootstrap, settings, "meter.readings"))
+    if n and n != settings.kafka.partitions:
+        settings = dataclasses.replace(
+            settings, kafka=dataclasses.replace(settings.kafka, partitions=n)
+        )
     metrics = serve_metrics(settings, metrics_port)
     click.echo(
         f"worker: agents {', '.join(names) or '(none)'} on {bootstrap}; "
@@ -69,7 +80,7 @@ def command(
     )
     settings.data_path.mkdir(parents=True, exist_ok=True)  # Faust makes only its last folder
     app = create_app(settings, bootstrap, agents=names)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = faust.Worker(app, loglevel=log_level or settings.log_level, quiet=True)
     if duration is not None:
         # SIGTERM is how Kubernetes and compose stop us too: the same clean shutdown
         timer = threading.Timer(duration, os.kill, (os.getpid(), signal.SIGTERM))
@@ -84,3 +95,15 @@ def command(
         if metrics is not None:
             metrics.close()
     click.echo("worker stopped")
+
+
+async def _partitions(bootstrap: str, settings: Settings, topic: str) -> int | None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **settings.kafka.client_options())
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        return len(described.get("partitions") or ()) or None
+    finally:
+        await admin.close()

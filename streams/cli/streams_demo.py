@@ -1,4 +1,4 @@
-"""The labelling and carbon-benefit part of `carbon-accounts demo`.
+"""The stream part of `carbon-accounts demo`: reference data, the worker, residents.
 
 Loads the sample accounts, denominators and benchmarks (streams/data/), replays two years
 of demo history for them onto `emissions.windows` (so labels appear at once), starts the
@@ -31,13 +31,13 @@ from streams.registry import (
 )
 from streams.simulate import benefit_events, history_windows, send_benefit_events
 
-__all__ = ["LabellingDemo"]
+__all__ = ["StreamsDemo"]
 
 RESIDENTS = 5000
 EVENTS_PER_SECOND = 200.0
 
 
-class LabellingDemo:
+class StreamsDemo:
     """Reference data, history, the Faust worker, and the benefit simulator, for the demo."""
 
     def __init__(self, settings: Settings, bootstrap: str) -> None:

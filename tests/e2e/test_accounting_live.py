@@ -1,0 +1,304 @@
+"""Live stream vs replay: readings through the real broker and a real Faust worker
+(`carbon-accounts worker` as a subprocess) give the same windows as `replay` on the
+same readings; a factor revision on `factors` re-emits them with a new revision.
+
+The session broker's contract topics are shared with other tests, so everything here
+uses accounts, a grid factor region and a factor id made unique for this test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, to_arrow
+from schemas.contracts import EmissionFactor, Reading
+from schemas.settings import Settings
+from streams.cli.replay_cmd import replay
+from streams.runtime import create_topics
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _readings(unique: str) -> list[dict[str, Any]]:
+    """Two accounts x two meters, 3 h of 15-minute readings with jitter, a rollover."""
+    rng = random.Random(7)
+    out = []
+    for a in range(2):
+        for m in range(2):
+            value = 9000.0 + 100 * m
+            for k in range(12):
+                value += rng.uniform(5, 50)
+                ts = T0 + timedelta(minutes=15 * k + rng.uniform(0, 5))
+                out.append(
+                    {
+                        "meter_id": f"M{a}{m}-{unique}",
+                        "account_id": f"E{a}-{unique}",
+                        "energy_type": "electricity" if m == 0 else "heat",
+                        "kind": "cumulative",
+                        "value": round(value % 9999.0, 3),
+                        "unit": "kWh" if m == 0 else "GJ",
+                        "ts": ts.isoformat(),
+                        "quality": "uncertain" if k == 5 else "good",
+                        "source": "test",
+                        "seq": k,
+                        "counter_max": 9999.0,
+                        "period_start": None,
+                    }
+                )
+    return out
+
+
+async def _produce(bootstrap: str, readings: list[dict[str, Any]]) -> None:
+    """Send in a shuffled arrival order: JSON one by one and Arrow batches per account."""
+    rng = random.Random(11)
+    order = readings[:]
+    rng.shuffle(order)  # arrival order: all within 3 h, inside the 6 h grace
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        i = 0
+        while i < len(order):
+            chunk = order[i : i + rng.randint(1, 6)]
+            i += len(chunk)
+            if len(chunk) == 1:
+                await producer.send_and_wait(
+                    "meter.readings",
+                    json.dumps(chunk[0]).encode(),
+                    key=chunk[0]["account_id"].encode(),
+                    headers=[(FORMAT_HEADER, JSON_FORMAT)],
+                )
+                continue
+            for account in sorted({r["account_id"] for r in chunk}):
+                rows = [
+                    {**r, "ts": datetime.fromisoformat(r["ts"])}
+                    for r in chunk
+                    if r["account_id"] == account
+                ]
+                await producer.send_and_wait(
+                    "meter.readings",
+                    to_arrow(Reading, rows),
+                    key=account.encode(),
+                    headers=[(FORMAT_HEADER, ARROW_FORMAT)],
+                )
+    finally:
+        await producer.stop()
+
+
+async def _send_factor(bootstrap: str, factor: EmissionFactor) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait("factors", factor.dumps(), key=factor.factor_id.encode())
+    finally:
+        await producer.stop()
+
+
+class _Windows:
+    """Follows emissions.windows, keeping the highest revision of our accounts' windows."""
+
+    def __init__(self, bootstrap: str, suffix: str, worker: subprocess.Popen[bytes]) -> None:
+        self.worker = worker
+        self.consumer = AIOKafkaConsumer(
+            "emissions.windows", bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
+        self.suffix = suffix
+        self.final: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    async def until(self, check: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.worker.poll() is None:
+            batches = await self.consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    w = json.loads(record.value)
+                    if not w["account_id"].endswith(self.suffix):
+                        continue
+                    key = (w["account_id"], w["energy_type"], w["window_start"])
+                    if key not in self.final or w["revision"] > self.final[key]["revision"]:
+                        self.final[key] = w
+            if check(self.final):
+                return True
+        return False
+
+
+def _diff(live: dict[tuple[str, str, str], dict[str, Any]], expected: list[dict[str, Any]]) -> str:
+    """The first difference between live windows and replay's (all fields but revision)."""
+    want = {(w["account_id"], w["energy_type"], w["window_start"]): w for w in expected}
+    if set(live) != set(want):
+        return (
+            f"{len(live)} windows live, {len(want)} replayed: {sorted(set(live) ^ set(want))[:3]}"
+        )
+    for key, w in want.items():
+        got = live[key]
+        for field, value in w.items():
+            if field == "revision":
+                continue
+            if isinstance(value, float):
+                same = math.isclose(got[field], value, rel_tol=1e-9, abs_tol=1e-9)
+            else:
+                same = got[field] == value
+            if not same:
+                return f"{key} {field}: live {got[field]!r}, replay {value!r}"
+    return ""
+
+
+def _same(live: dict[tuple[str, str, str], dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
+    return not _diff(live, expected)
+
+
+def test_live_stream_matches_replay(bootstrap: str, unique: str, tmp_path: Path) -> None:
+    region = f"test_{unique}"
+    settings = Settings(data_dir=str(tmp_path / "var"))
+    settings.streams.grid_factor_regions = f"*={region}"
+    asyncio.run(create_topics(settings, bootstrap))
+    readings = _readings(unique)
+    lines = [json.dumps(r) for r in readings]
+    expected, rejected = replay(lines, settings)
+    assert rejected == {}
+    assert len(expected) >= 2 * 2 * 12  # >= 12 windows per account and energy type
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
+        "CARBON_ACCOUNTS_STREAMS_APP_ID": f"accounting-{unique}",
+        "CARBON_ACCOUNTS_STREAMS_GRID_FACTOR_REGIONS": f"*={region}",
+        "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
+    }
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams", "worker", "--log-level", "WARNING"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    async def scenario() -> None:
+        windows = _Windows(bootstrap, unique, worker)
+        await windows.consumer.start()
+        try:
+            await _produce(bootstrap, readings)
+            ok = await windows.until(lambda live: _same(live, expected), timeout=40)
+            assert ok, f"{_diff(windows.final, expected)}; worker log: {_tail(tmp_path)}"
+            revisions = {k: w["revision"] for k, w in windows.final.items()}
+            # no electricity factor in the test's region yet: heat's `*` factor only
+            assert {w["factor_id"] for w in expected} == {"", "heat-purchased"}
+            factor = EmissionFactor(
+                factor_id=f"grid-{unique}",
+                energy_type="electricity",
+                region=region,
+                value=0.0005,
+                unit="tCO2e/kWh",
+                effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+                effective_to=None,
+                source="test",
+                version="1",
+            )
+            revised, _ = replay(lines, settings, factors=[factor])
+            await _send_factor(bootstrap, factor)
+            ok = await windows.until(lambda live: _same(live, revised), timeout=60)
+            assert ok, f"{_diff(windows.final, revised)}; worker log: {_tail(tmp_path)}"
+            for key, w in windows.final.items():
+                if key[1] == "electricity":
+                    assert w["revision"] == revisions[key] + 1  # re-emitted once, revised
+                    assert math.isclose(w["tco2e"], w["consumption"] * 0.0005)
+                else:
+                    assert w["revision"] == revisions[key]  # heat: not affected
+        finally:
+            await windows.consumer.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=10)
+        log.close()
+
+
+def _tail(tmp_path: Path) -> str:
+    return (tmp_path / "worker.log").read_text()[-3000:]
+
+
+def _start_worker(bootstrap: str, unique: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
+        "CARBON_ACCOUNTS_STREAMS_APP_ID": f"accounting-{unique}",
+        "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
+    }
+    log = (tmp_path / "worker.log").open("a")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(timeout=10)
+
+
+def test_state_survives_a_worker_restart(bootstrap: str, unique: str, tmp_path: Path) -> None:
+    """A meter's last reading, kept in the table, is recovered from its changelog."""
+    settings = Settings(data_dir=str(tmp_path / "var"))
+    asyncio.run(create_topics(settings, bootstrap))
+    first, second = _readings(unique)[:2]  # one meter, 15 minutes apart
+    assert first["meter_id"] == second["meter_id"]
+    expected, _ = replay([json.dumps(first), json.dumps(second)], settings)
+    assert expected  # the interval [first, second) in its one or two windows
+    worker = _start_worker(bootstrap, unique, tmp_path)
+
+    async def scenario() -> None:
+        nonlocal worker
+        windows = _Windows(bootstrap, unique, worker)
+        await windows.consumer.start()
+        try:
+            await _produce(bootstrap, [first])
+            # the first reading makes no window; wait until its state is in the changelog
+            ok = await _changelog_has(bootstrap, f"accounting-{unique}-accounting-state-changelog")
+            assert ok, _tail(tmp_path)
+            _stop(worker)
+            worker = _start_worker(bootstrap, unique, tmp_path)
+            windows.worker = worker
+            await _produce(bootstrap, [second])
+            ok = await windows.until(lambda live: _same(live, expected), timeout=60)
+            assert ok, f"{_diff(windows.final, expected)}; worker log: {_tail(tmp_path)}"
+        finally:
+            await windows.consumer.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        _stop(worker)
+
+
+async def _changelog_has(bootstrap: str, topic: str, timeout: float = 60) -> bool:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any((await consumer.getmany(timeout_ms=500)).values()):
+                return True
+        return False
+    finally:
+        await consumer.stop()
