@@ -71,8 +71,8 @@ def _parts(
 ) -> list[tuple[str, Callable[[], DemoPart]]]:
     # imported lazily: each part pulls in its own stack (asyncua, pymodbus, faust)
     from streams.cli.field_demo import FieldDemo
-    from streams.cli.streams_demo import StreamsDemo
     from streams.cli.sink_cmd import SinkDemo
+    from streams.cli.streams_demo import StreamsDemo
 
     bootstrap = runtime.bootstrap
     parts: list[tuple[str, Callable[[], DemoPart]]] = []
