@@ -119,7 +119,9 @@ class Sink:
         for tp, messages in batch.items():
             for msg in messages:
                 try:
-                    self.writer.add(tp.topic, tp.partition, msg.offset, msg.value, msg.timestamp)
+                    self.writer.add(
+                        tp.topic, tp.partition, msg.offset, msg.value, msg.timestamp, msg.headers
+                    )
                 except ContractError as exc:
                     await self._dead_letter(tp, msg, exc)
 

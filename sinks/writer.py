@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.codec import decode, field_types, parse_time
+from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, decode, field_types, from_arrow, parse_time
 from schemas.contracts import (
     Account,
     AccountLabel,
@@ -249,12 +249,20 @@ class Writer:
         return self.zones.get(account_id, self.timezone)
 
     def add(
-        self, topic: str, partition: int, offset: int, value: bytes | None, timestamp_ms: int
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        timestamp_ms: int,
+        headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Decode one record and add its row to the pending batch.
+        """Decode one record (or an Arrow IPC batch of records, by its `content-type`
+        header) and add its rows to the pending batch.
 
         Raises ContractError for a record that breaks its contract (the caller sends it
-        to the `.dlq`); its offset still counts as handled.
+        to the `.dlq`); its offset still counts as handled. A batch is taken whole or not
+        at all.
         """
         self._track(topic, partition, offset)
         standard = self.topics.get(topic)
@@ -263,7 +271,23 @@ class Writer:
         spec = SINK_TOPICS[standard]
         if value is None:
             raise ContractError(ReasonCode.BAD_ENCODING, "empty record (tombstone)")
-        record = _decoder(spec.contract)(value)
+        if headers and dict(headers).get(FORMAT_HEADER) == ARROW_FORMAT:
+            records = [decode(spec.contract, r).asdict() for r in from_arrow(value).to_pylist()]
+        else:
+            records = [_decoder(spec.contract)(value)]
+        for record in records:
+            self._add_row(spec, standard, topic, partition, offset, record, timestamp_ms)
+
+    def _add_row(
+        self,
+        spec: Any,
+        standard: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        record: dict[str, Any],
+        timestamp_ms: int,
+    ) -> None:
         row = [record[name] for name in spec.columns]
         if standard == "emissions.windows":
             row.append(

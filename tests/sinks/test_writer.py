@@ -232,3 +232,39 @@ def test_fast_decoder_checks_lists_of_integers() -> None:
     with pytest.raises(ContractError) as err:
         _decoder(EnergyInterval)(json.dumps({**good, "source_seqs": [1, "2"]}).encode())
     assert err.value.reason == ReasonCode.WRONG_TYPE
+
+
+def test_arrow_batches_of_intervals_are_stored_whole(store: Store) -> None:
+    # the accounting agent sends energy.intervals as Arrow IPC batches (content-type header)
+    from schemas import ARROW_FORMAT, FORMAT_HEADER, EnergyInterval, decode, to_arrow
+
+    def interval(meter: str, minutes: int, kwh: float) -> EnergyInterval:
+        start = START + timedelta(minutes=minutes)
+        return decode(
+            EnergyInterval,
+            {
+                "meter_id": meter,
+                "account_id": "A",
+                "energy_type": "electricity",
+                "start": start.isoformat(),
+                "end": (start + timedelta(minutes=15)).isoformat(),
+                "consumption": kwh,
+                "unit": "kWh",
+                "uncertain": False,
+                "event": "",
+                "source_seqs": [1, 2],
+            },
+        )
+
+    batch = to_arrow(EnergyInterval, [interval("M1", 0, 1.5), interval("M2", 15, 2.5)])
+    headers = [(FORMAT_HEADER, ARROW_FORMAT)]
+    writer = Writer(store)
+    writer.add("energy.intervals", 0, 0, batch, 0, headers)
+    with pytest.raises(ContractError) as info:
+        writer.add("energy.intervals", 0, 1, b"not arrow", 0, headers)
+    assert info.value.reason is ReasonCode.BAD_ENCODING
+    writer.store_pending()
+    rows = store.query(
+        "SELECT meter_id, consumption FROM energy_intervals FINAL ORDER BY meter_id"
+    ).result_rows
+    assert rows == [("M1", 1.5), ("M2", 2.5)]
