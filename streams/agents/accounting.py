@@ -209,9 +209,11 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.agent(readings, name=AGENT)
     async def accounting(stream: faust.StreamT) -> None:
-        await ref.ready.wait()
-        log.info("accounting agent started")
+        # iterate from the start (a stream not iterated yet loses what Faust delivers to
+        # it), and hold the first message until the factors and regions are read
         async for event in stream.events():
+            if not ref.ready.is_set():
+                await ref.ready.wait()
             started = time.perf_counter()
             value: bytes = event.value
             headers = event.headers or {}
