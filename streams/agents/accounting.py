@@ -131,21 +131,31 @@ def register(app: faust.App, settings: Settings) -> None:
     readings = app.topic(READINGS, **raw, value_serializer="raw")
     factors_dlq = app.topic(dlq_topic(FACTORS), **raw, value_serializer="raw")
     partitions = app.conf.topic_partitions
+    # the changelog topic made here, not by Faust: Faust registers a table's changelog at
+    # creation with serializers from its types (json), and recovery decodes with those
+    changelog_topic = app.topic(
+        f"{app.conf.id}-{STATE_TABLE}-changelog",
+        key_type=str,
+        key_serializer="raw",  # the account id as the readings carry it: same partition
+        value_serializer="account_state",
+        partitions=partitions,
+        compacting=True,
+        deleting=False,
+        acks=False,
+        internal=True,
+    )
     table = app.Table(
         STATE_TABLE,
         default=None,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="account_state"),
+        key_type=str,
         partitions=partitions,
+        changelog_topic=changelog_topic,
         use_partitioner=True,
         help="per account: its meters' normalising state and its kept emission windows",
     )
-    # Faust takes a table's serializers from its types; set them before the changelog
-    # topic (made lazily) and the store are: raw keys as the readings', state as JSON
     table.key_serializer = "raw"
     table.value_serializer = "account_state"
     partitioner = DefaultPartitioner()
-
-    changelog: list[str] = []  # the table's changelog topic name, once Faust made it
 
     async def send(topic: str, key: bytes | None, value: bytes, headers: Any) -> None:
         # straight to the producer: Faust's send_soon costs ~0.6 ms a message here, and
@@ -154,10 +164,8 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def save(account_id: str, state: AccountState) -> None:
         """Write an account's state: the table's store, and one changelog record."""
-        if not changelog:
-            changelog.append(table.changelog_topic.get_topic_name())
         table.data[account_id] = state
-        await send(changelog[0], account_id.encode(), _CODEC.dumps(state), None)
+        await send(changelog_topic.get_topic_name(), account_id.encode(), _CODEC.dumps(state), None)
 
     async def emit_windows(
         account_id: str, key: bytes, windows: list[dict[str, Any]], cause: str
@@ -201,9 +209,11 @@ def register(app: faust.App, settings: Settings) -> None:
 
     @app.agent(readings, name=AGENT)
     async def accounting(stream: faust.StreamT) -> None:
-        await ref.ready.wait()
-        log.info("accounting agent started")
+        # iterate from the start (a stream not iterated yet loses what Faust delivers to
+        # it), and hold the first message until the factors and regions are read
         async for event in stream.events():
+            if not ref.ready.is_set():
+                await ref.ready.wait()
             started = time.perf_counter()
             value: bytes = event.value
             headers = event.headers or {}
