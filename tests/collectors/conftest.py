@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from collectors.publisher import Publisher
 from collectors.spool import Spool
@@ -31,17 +31,30 @@ class Consumed:
 async def consume(
     bootstrap: str, topic: str, *, idle: float = 1.0, limit: float = 20.0
 ) -> Consumed:
-    """Everything on `topic` and its DLQ, reading until `idle` seconds pass with nothing new."""
+    """Everything on `topic` and its DLQ: reads every partition up to the end offset it had
+    when called (so a slow fetch on a loaded machine cannot end it early), then on until
+    `idle` seconds pass with nothing new, within `limit` seconds in all."""
     out = Consumed()
-    consumer = AIOKafkaConsumer(
-        topic, dlq_topic(topic), bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
+        partitions = [
+            TopicPartition(t, p)
+            for t in (topic, dlq_topic(topic))
+            for p in consumer.partitions_for_topic(t) or ()
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         quiet_since = loop.time()
-        while loop.time() < deadline and loop.time() - quiet_since < idle:
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while loop.time() < deadline and (await behind() or loop.time() - quiet_since < idle):
             batch = await consumer.getmany(timeout_ms=200)
             for tp, msgs in batch.items():
                 for m in msgs:
