@@ -395,7 +395,9 @@ def test_e2e_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
         try:
             asyncio.run(_warmup(bootstrap, t0 - timedelta(hours=1), 120))
             # CPU on the clock only: start-up (imports, chdb, Faust) is not per reading
-            before = {p.pid: _proc_usage(p.pid)[0] for p in procs}
+            assert broker._proc is not None
+            broker_pid = broker._proc.pid
+            before = {pid: _proc_usage(pid)[0] for pid in [broker_pid, *(p.pid for p in procs)]}
             timeout = 60 + sizes["accounts"] * sizes["meters"] * sizes["cycles"] / 5_000
 
             async def _both() -> None:
@@ -411,8 +413,8 @@ def test_e2e_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
             for name, p in [("sink", sink)] + [(f"worker{i}", w) for i, w in enumerate(workers)]:
                 cpu, rss = _proc_usage(p.pid)
                 usage[name] = (cpu - before[p.pid], rss)
-            assert broker._proc is not None
-            usage["broker"] = _proc_usage(broker._proc.pid)
+            cpu, rss = _proc_usage(broker_pid)
+            usage["broker"] = (cpu - before[broker_pid], rss)
         finally:
             for p in procs:
                 _stop(p)
