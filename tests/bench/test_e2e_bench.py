@@ -21,7 +21,11 @@ subprocesses (the sink owns its chdb directory), and a load generator in this pr
 
 The tiny run (make test) also checks the windows stored in ClickHouse equal
 `carbon-accounts replay` on the same readings. Full size (make bench) writes
-var/bench/e2e.md and var/bench/e2e.png.
+var/bench/e2e.md and var/bench/e2e.png. Knobs for side runs (environment): E2E_CYCLES
+(default 8: 800,000 readings over 8 h of event time), E2E_WORKERS (worker processes in
+the group, default 1), E2E_PEERS=0 (ours only), E2E_PROFILE=1 (the first worker under
+pyinstrument, report in var/bench/e2e-worker0-profile.txt), E2E_TAG (write
+var/bench/e2e-TAG.* instead).
 """
 
 from __future__ import annotations
@@ -473,9 +477,11 @@ def test_e2e_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
     if bench_full:
         out = ROOT / "var" / "bench"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "e2e.md").write_text(table)
-        (out / "e2e.json").write_text(json.dumps(result, indent=1))
-        _chart(result, out / "e2e.png")
+        # E2E_TAG: a side run (more workers, a profile) that must not replace the table
+        name = f"e2e-{os.environ['E2E_TAG']}" if os.environ.get("E2E_TAG") else "e2e"
+        (out / f"{name}.md").write_text(table)
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+        _chart(result, out / f"{name}.png")
     assert rate > 0 and all(v > 0 for v in peers.values())
 
 
