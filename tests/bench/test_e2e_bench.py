@@ -379,6 +379,7 @@ def _check_replay(stored: list[dict[str, Any]], readings: list[dict[str, Any]]) 
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(1800)  # full size: minutes (the suite's default is 300 s)
 def test_e2e_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
     sizes = _sizes(bench_full)
     t0 = _t0(sizes)
