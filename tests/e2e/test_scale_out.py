@@ -1,0 +1,241 @@
+"""Scale-out: two workers in one consumer group split the partitions, and their combined
+emission windows equal one worker's (and `carbon-accounts replay`'s) on the same readings.
+
+The same readings are consumed twice from `meter.readings` of the session broker: first
+by a group of two `carbon-accounts worker --agents accounting` processes, then by a group
+of one. Both groups write to the one `emissions.windows` topic, so each run's windows are
+read from the end offsets taken before it started; our accounts carry a unique suffix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, to_arrow
+from schemas.contracts import Reading
+from schemas.settings import Settings
+from streams.cli.replay_cmd import replay
+from streams.runtime import create_topics
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+ENERGY = [("electricity", "kWh"), ("natural_gas", "Nm3")]
+Key = tuple[str, str, str]
+
+
+def _readings(unique: str) -> list[dict[str, Any]]:
+    """8 accounts x 2 meters, 8 hourly cumulative readings each (values by hand below)."""
+    out = []
+    for a in range(8):
+        for m in range(2):
+            et, unit = ENERGY[m]
+            for c in range(8):
+                out.append(
+                    {
+                        "meter_id": f"S{a}-{m}-{unique}",
+                        "account_id": f"S{a}-{unique}",
+                        "energy_type": et,
+                        "kind": "cumulative",
+                        # 4 + a + m per hour: 1 + a/4 + m/4 per 15-minute window
+                        "value": 100.0 + c * (4 + a + m),
+                        "unit": unit,
+                        "ts": (T0 + timedelta(hours=c)).isoformat(),
+                        "quality": "good",
+                        "source": "test",
+                        "seq": c,
+                        "counter_max": None,
+                        "period_start": None,
+                    }
+                )
+    return out
+
+
+async def _produce(bootstrap: str, readings: list[dict[str, Any]]) -> None:
+    """One Arrow batch per account and hour, in event-time order."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        batches: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in readings:
+            row = {**r, "ts": datetime.fromisoformat(r["ts"])}
+            batches.setdefault((r["ts"], r["account_id"]), []).append(row)
+        for (_ts, account), rows in sorted(batches.items()):
+            await producer.send(
+                "meter.readings",
+                to_arrow(Reading, rows),
+                key=account.encode(),
+                headers=[(FORMAT_HEADER, ARROW_FORMAT)],
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _start(bootstrap: str, group: str, tmp: Path, name: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CARBON_ACCOUNTS_DATA_DIR": str(tmp / name),
+        "CARBON_ACCOUNTS_STREAMS_APP_ID": group,
+        "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
+    }
+    with (tmp / f"{name}.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "--agents", "accounting"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        w.terminate()
+    for w in workers:
+        try:
+            w.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait(timeout=10)
+
+
+async def _members(bootstrap: str, group: str, want: int, timeout: float) -> list[set[int]]:
+    """Per member of `group`, its `meter.readings` partitions, once it has `want` members
+    and is stable (or what it has at the timeout)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        split: list[set[int]] = []
+        while time.monotonic() < deadline:
+            # DescribeGroups response: groups of (error, id, state, protocol type, protocol,
+            # members)
+            groups = [g for r in await admin.describe_consumer_groups([group]) for g in r.groups]
+            state, members = groups[0][2], groups[0][5]
+            # member: (id, client id, host, metadata, assignment)
+            split = [_partitions(m[4]) for m in members]
+            if len(split) >= want and state == "Stable" and all(split):
+                return split
+            await asyncio.sleep(0.5)
+        return split
+    finally:
+        await admin.close()
+
+
+def _partitions(assignment: bytes) -> set[int]:
+    """The `meter.readings` partitions in a member's (standard) consumer assignment."""
+    if not assignment:
+        return set()
+    decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+    return {p for topic, parts in decoded.assignment if topic == "meter.readings" for p in parts}
+
+
+async def _ends(bootstrap: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic("emissions.windows") or set()
+        if not parts:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic("emissions.windows") or set()
+        tps = [TopicPartition("emissions.windows", p) for p in sorted(parts)]
+        return await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+
+
+async def _windows(
+    bootstrap: str,
+    start: dict[TopicPartition, int],
+    unique: str,
+    want: dict[Key, dict[str, Any]],
+    workers: list[subprocess.Popen[bytes]],
+    timeout: float,
+) -> dict[Key, dict[str, Any]]:
+    """Latest revision per window of our accounts written since `start`, until == want."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    final: dict[Key, dict[str, Any]] = {}
+    try:
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and all(w.poll() is None for w in workers):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    w = json.loads(r.value)
+                    if not w["account_id"].endswith(unique):
+                        continue
+                    key = (w["account_id"], w["energy_type"], w["window_start"])
+                    if key not in final or w["revision"] > final[key]["revision"]:
+                        final[key] = w
+            if _comparable(final) == _comparable(want):
+                break
+        return final
+    finally:
+        await consumer.stop()
+
+
+def _comparable(windows: dict[Key, dict[str, Any]]) -> dict[Key, tuple[Any, ...]]:
+    return {
+        k: (round(w["consumption"], 9), round(w["tco2e"], 12), w["factor_id"], w["revision"])
+        for k, w in windows.items()
+    }
+
+
+def _run(
+    bootstrap: str, unique: str, tmp: Path, n: int, readings: list[dict[str, Any]],
+    want: dict[Key, dict[str, Any]],
+) -> tuple[list[set[int]], dict[Key, dict[str, Any]]]:  # fmt: skip
+    group = f"scale-{n}-{unique}"
+    start = asyncio.run(_ends(bootstrap))
+    workers = [_start(bootstrap, group, tmp, f"g{n}w{i}") for i in range(n)]
+    try:
+        # produce only once the group is stable: the split is what we test, not a rebalance
+        members = asyncio.run(_members(bootstrap, group, n, 40))
+        assert len(members) == n, f"{members}: not {n} workers with partitions: {_tail(tmp)}"
+        asyncio.run(_produce(bootstrap, readings))
+        # bounded; on an idle machine a run takes seconds, on a loaded shared one a minute
+        got = asyncio.run(_windows(bootstrap, start, unique, want, workers, 90))
+        return members, got
+    finally:
+        _stop(workers)
+
+
+def _tail(tmp: Path) -> str:
+    return " | ".join(p.read_text()[-800:] for p in sorted(tmp.glob("*.log")))
+
+
+def test_two_workers_equal_one(bootstrap: str, unique: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path / "var"))
+    asyncio.run(create_topics(settings, bootstrap))
+    readings = _readings(unique)
+    expected, rejected = replay([json.dumps(r) for r in readings], settings)
+    assert rejected == {}
+    # 7 hours of intervals x 4 windows, per account and energy type
+    assert len(expected) == 8 * 2 * 7 * 4
+    by_hand = {(w["account_id"], w["energy_type"]): w["consumption"] for w in expected}
+    for a in range(8):
+        for m, (et, _unit) in enumerate(ENERGY):
+            assert by_hand[(f"S{a}-{unique}", et)] == (4 + a + m) / 4
+    want = {(w["account_id"], w["energy_type"], w["window_start"]): w for w in expected}
+    split, two = _run(bootstrap, unique, tmp_path, 2, readings, want)
+    # the two split the partitions: disjoint, together all of them
+    assert not split[0] & split[1], split
+    assert split[0] | split[1] == set(range(settings.kafka.partitions)), split
+    assert _comparable(two) == _comparable(want), f"{len(two)} of {len(want)}: {_tail(tmp_path)}"
+    _, one = _run(bootstrap, unique, tmp_path, 1, readings, want)
+    assert _comparable(one) == _comparable(want), f"{len(one)} of {len(want)}: {_tail(tmp_path)}"
+    assert _comparable(two) == _comparable(one)
