@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+import mode
 import orjson
 import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -157,15 +158,24 @@ def register(app: faust.App, settings: Settings) -> None:
     table.value_serializer = "account_state"
     partitioner = DefaultPartitioner()
 
-    async def send(topic: str, key: bytes | None, value: bytes, headers: Any) -> None:
+    async def send(
+        topic: str, key: bytes | None, value: bytes, headers: Any, partition: int | None = None
+    ) -> None:
         # straight to the producer: Faust's send_soon costs ~0.6 ms a message here, and
         # Faust flushes this producer before it commits offsets (at least once holds)
-        await app.producer.send(topic, key, value, None, None, headers)
+        await app.producer.send(topic, key, value, partition, None, headers)
 
-    async def save(account_id: str, state: AccountState) -> None:
-        """Write an account's state: the table's store, and one changelog record."""
+    async def save(account_id: str, state: AccountState, partition: int) -> None:
+        """Write an account's state: the table's store, and one changelog record.
+
+        The record goes to the changelog partition numbered like the account's
+        `meter.readings` partition, always: recovery reads changelog partition p for
+        readings partition p, and the producer's partitioner would count the changelog's
+        partitions, which differ when `meter.readings` was created with another count.
+        """
         table.data[account_id] = state
-        await send(changelog_topic.get_topic_name(), account_id.encode(), _CODEC.dumps(state), None)
+        value = _CODEC.dumps(state)
+        await send(changelog_topic.get_topic_name(), account_id.encode(), value, None, partition)
 
     async def emit_windows(
         account_id: str, key: bytes, windows: list[dict[str, Any]], cause: str
@@ -190,7 +200,7 @@ def register(app: faust.App, settings: Settings) -> None:
         if state is None:
             state = AccountState(account_id)
         outcome = accountant.process(state, cols, ref.regions.get(account_id))
-        await save(account_id, state)  # one changelog record per message
+        await save(account_id, state, event.message.partition)  # one record per message
         result = outcome.normalised
         if any(iv[8] == 1 for iv in result.intervals):
             value = _intervals_batch(account_id, result.intervals)
@@ -210,10 +220,8 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.agent(readings, name=AGENT)
     async def accounting(stream: faust.StreamT) -> None:
         # iterate from the start (a stream not iterated yet loses what Faust delivers to
-        # it), and hold the first message until the factors and regions are read
+        # it); factors and regions are read before the consumer starts (`_Loader`)
         async for event in stream.events():
-            if not ref.ready.is_set():
-                await ref.ready.wait()
             started = time.perf_counter()
             value: bytes = event.value
             headers = event.headers or {}
@@ -246,11 +254,14 @@ def register(app: faust.App, settings: Settings) -> None:
             EVENTS_IN.labels(agent=AGENT).inc(n)
             BATCH_SECONDS.labels(agent=AGENT).observe(time.perf_counter() - started)
 
+    def _partition(account_id: str) -> int:
+        """The account's `meter.readings` partition (the producers' default partitioner)."""
+        n = app.consumer.topic_partitions(READINGS) or partitions
+        return partitioner(account_id.encode(), list(range(n)), list(range(n)))
+
     def _owned(account_id: str) -> bool:
         # only accounts whose partition this worker is assigned (standbys hold others too)
-        n = app.consumer.topic_partitions(READINGS) or partitions
-        key = account_id.encode()
-        partition = partitioner(key, list(range(n)), list(range(n)))
+        partition = _partition(account_id)
         assignment = app.consumer.assignment()
         return any(tp.topic == READINGS and tp.partition == partition for tp in assignment)
 
@@ -266,51 +277,14 @@ def register(app: faust.App, settings: Settings) -> None:
                 continue
             windows = accountant.recompute(state, ref.regions.get(account_id))
             if windows:
-                await save(account_id, state)
+                await save(account_id, state, _partition(account_id))
                 await emit_windows(account_id, account_id.encode(), windows, "factor_revision")
 
-    @app.task
-    async def reference_data() -> None:
-        """Read `factors` and `accounts.registry` from the start, then follow them."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=",".join(f"{u.host}:{u.port}" for u in app.conf.broker),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **settings.kafka.client_options(),
-        )
-        await consumer.start()
-        try:
-            await _follow(consumer)
-        finally:
-            # aiokafka's group-less consumer may raise CancelledError from stop()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await consumer.stop()
-
-    async def _follow(consumer: AIOKafkaConsumer) -> None:
-        await consumer.topics()  # fetches the metadata partitions_for_topic reads
-        tps = []
-        for topic in (FACTORS, REGISTRY):
-            for p in sorted(consumer.partitions_for_topic(topic) or ()):
-                tps.append(TopicPartition(topic, p))
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps) if tps else {}
-        while True:
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, records in batches.items():
-                for record in records:
-                    _apply_reference(tp.topic, record)
-            if not ref.ready.is_set() and await _caught_up(consumer, ends):
-                ref.ready.set()  # caught up: readings may be accounted now
-                log.info(
-                    "reference data read: %d factors, %d regions",
-                    len(ref.factors),
-                    len(ref.regions),
-                )
-            pending = ref.factors_changed or ref.changed_accounts
-            if pending and app.consumer is not None and app.consumer.assignment():
-                await recompute()
+    async def follow() -> None:
+        """After the first read: apply new reference records, re-examine what they change."""
+        pending = ref.factors_changed or ref.changed_accounts
+        if pending and app.consumer is not None and app.consumer.assignment():
+            await recompute()
 
     def _apply_reference(topic: str, record: Any) -> None:
         if record.value is None:
@@ -337,6 +311,89 @@ def register(app: faust.App, settings: Settings) -> None:
                 )
             else:  # the registry's owner rejects its bad records; here it is only skipped
                 log.warning("accounts.registry offset %s skipped: %s", record.offset, exc)
+
+    _start_before_consumer(app, _Loader(app, settings, _apply_reference, ref, follow))
+
+
+class _Loader(mode.Service):
+    """Reads `factors` and `accounts.registry` to their end before the consumer starts,
+    then follows them.
+
+    Started ahead of Faust's consumer (see `_start_before_consumer`): an agent that
+    waited for this data inside its stream would be blocked across the start-up
+    rebalance, and Faust drops messages fetched while a stream is blocked there.
+    """
+
+    def __init__(
+        self, app: faust.App, settings: Settings, apply: Any, ref: _Reference, follow: Any
+    ) -> None:
+        super().__init__()
+        self._app = app
+        self._settings = settings
+        self._apply = apply
+        self._ref = ref
+        self._follow = follow
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def on_start(self) -> None:
+        app = self._app
+        consumer = self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=",".join(f"{u.host}:{u.port}" for u in app.conf.broker),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self._settings.kafka.client_options(),
+        )
+        await consumer.start()
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
+        tps = []
+        for topic in (FACTORS, REGISTRY):
+            for p in sorted(consumer.partitions_for_topic(topic) or ()):
+                tps.append(TopicPartition(topic, p))
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps) if tps else {}
+        while not await _caught_up(consumer, ends):
+            await self._read(consumer)
+        self._ref.ready.set()  # readings may be accounted now
+        log.info(
+            "reference data read: %d factors, %d regions",
+            len(self._ref.factors),
+            len(self._ref.regions),
+        )
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+        for tp, records in batches.items():
+            for record in records:
+                self._apply(tp.topic, record)
+
+    @mode.Service.task
+    async def _following(self) -> None:
+        assert self._consumer is not None
+        while not self.should_stop:
+            await self._read(self._consumer)
+            await self._follow()
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            # aiokafka's group-less consumer may raise CancelledError from stop()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._consumer.stop()
+
+
+def _start_before_consumer(app: faust.App, service: mode.ServiceT) -> None:
+    """Make `service` start (and finish starting) before the app's Kafka consumer."""
+    strategy = app.boot_strategy
+    server = strategy.server
+
+    def chain() -> list[mode.ServiceT]:
+        services = list(server())
+        at = services.index(app.consumer) if app.consumer in services else len(services)
+        services.insert(at, service)
+        return services
+
+    strategy.server = chain  # type: ignore[method-assign]
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
