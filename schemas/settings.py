@@ -98,6 +98,10 @@ class StreamSettings:
     #: windows kept in the accounting state (≥ grace): a factor revision re-emits those;
     #: older windows are recomputed with `carbon-accounts replay` or in the store
     window_retention_hours: float = 24.0
+    #: seconds between snapshots of changed accounts' state to the changelog; the
+    #: readings they cover are committed after each snapshot (a crash re-reads at most
+    #: this much). Longer: fewer state writes when accounts get many messages (catch-up)
+    snapshot_seconds: float = 5.0
 
 
 @dataclass

@@ -14,6 +14,7 @@ __all__ = [
     "EVENTS_OUT",
     "LABEL_CHANGES",
     "LABEL_EVALUATIONS",
+    "SNAPSHOT_ACCOUNTS",
     "WINDOW_REVISIONS",
 ]
 
@@ -37,6 +38,11 @@ DUPLICATES = Counter(
     "carbon_accounts_stream_duplicate_readings",
     "Readings ignored as exact duplicates (same meter, time and value).",
     ["energy_type"],
+)
+SNAPSHOT_ACCOUNTS = Counter(
+    "carbon_accounts_stream_snapshot_accounts",
+    "Account states written to the changelog by a snapshot (one per changed account).",
+    ["agent"],
 )
 WINDOW_REVISIONS = Counter(
     "carbon_accounts_stream_window_revisions",

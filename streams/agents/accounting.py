@@ -6,9 +6,12 @@ Thin I/O around `streams.rules.accounting.Accountant`:
   JSON reading (header `content-type`, see `schemas.codec`); the whole message is
   normalised and accounted at once;
 - the account's state (`AccountState`: its meters and kept windows) lives in the table
-  `accounting-state`, keyed by account_id and written once per message. The table uses
-  `use_partitioner=True` (the producer's partitioner on the account key, the same as the
-  readings topic's), so a factor revision may rewrite it outside per-event iteration;
+  `accounting-state`, keyed by account_id. Changed accounts are written to its changelog
+  by a snapshot every `streams.snapshot_seconds` (and when the stream goes quiet), and
+  the messages a snapshot covers are acked only after it, so committed offsets never
+  pass the stored state. Each state records the offset of the last message it applied:
+  a message delivered again after a restart or a rebalance is skipped, exactly. An
+  account with many messages between two snapshots (a catch-up) is written once;
 - out: one Arrow IPC batch of `EnergyInterval`s per message on `energy.intervals`
   (header `content-type: application/vnd.apache.arrow.stream`), one JSON
   `EmissionWindow` per new or revised window on `emissions.windows`, rejected readings
@@ -42,7 +45,14 @@ from schemas.errors import ContractError, ReasonCode
 from schemas.factors import FactorBook, load_factors
 from schemas.settings import Settings
 from schemas.units import CANONICAL_UNIT
-from streams.metrics import BATCH_SECONDS, DUPLICATES, EVENTS_IN, EVENTS_OUT, WINDOW_REVISIONS
+from streams.metrics import (
+    BATCH_SECONDS,
+    DUPLICATES,
+    EVENTS_IN,
+    EVENTS_OUT,
+    SNAPSHOT_ACCOUNTS,
+    WINDOW_REVISIONS,
+)
 from streams.rules.accounting import Accountant, AccountState
 from streams.rules.normalise import (
     Columns,
@@ -63,6 +73,7 @@ FACTORS = "factors"
 REGISTRY = "accounts.registry"
 STATE_TABLE = "accounting-state"
 
+_MAX_PENDING = 20_000  # messages held unacked at most (each keeps its bytes alive)
 _ARROW_HEADERS = [(FORMAT_HEADER, ARROW_FORMAT)]
 _JSON_HEADERS = [(FORMAT_HEADER, JSON_FORMAT)]
 _UNITS = {str(k): v for k, v in CANONICAL_UNIT.items()}
@@ -165,17 +176,33 @@ def register(app: faust.App, settings: Settings) -> None:
         # Faust flushes this producer before it commits offsets (at least once holds)
         await app.producer.send(topic, key, value, partition, None, headers)
 
-    async def save(account_id: str, state: AccountState, partition: int) -> None:
-        """Write an account's state: the table's store, and one changelog record.
+    changelog = changelog_topic.get_topic_name()
+    snapshots = _Snapshots(settings.streams.snapshot_seconds)
 
-        The record goes to the changelog partition numbered like the account's
-        `meter.readings` partition, always: recovery reads changelog partition p for
-        readings partition p, and the producer's partitioner would count the changelog's
-        partitions, which differ when `meter.readings` was created with another count.
+    async def snapshot() -> None:
+        """Write changed accounts' state, then ack the messages it covers (caller holds
+        `snapshots.lock`).
+
+        Outputs first: a state covering a message must never be stored before that
+        message's intervals and windows are, or a restart would skip the message and
+        lose them. Each record goes to the changelog partition numbered like the
+        account's `meter.readings` partition, always: recovery reads changelog partition
+        p for readings partition p, and the producer's partitioner would count the
+        changelog's partitions, which differ when `meter.readings` has another count.
         """
-        table.data[account_id] = state
-        value = _CODEC.dumps(state)
-        await send(changelog_topic.get_topic_name(), account_id.encode(), value, None, partition)
+        dirty, pending = snapshots.take()
+        if not dirty and not pending:
+            return
+        await app.producer.flush()
+        for account_id, partition in dirty.items():
+            state = table.data.get(account_id)
+            if state is not None:
+                value = _CODEC.dumps(state)
+                await send(changelog, account_id.encode(), value, None, partition)
+        await app.producer.flush()
+        for stream, event in pending:
+            await stream.ack(event)
+        SNAPSHOT_ACCOUNTS.labels(agent=AGENT).inc(len(dirty))
 
     async def emit_windows(
         account_id: str, key: bytes, windows: list[dict[str, Any]], cause: str
@@ -196,11 +223,15 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def account(account_id: str, cols: Columns, rows: Any, fmt: bytes, event: Any) -> None:
         key = account_id.encode()
-        state = table.get(account_id)
+        msg = event.message
+        state = table.data.get(account_id)
         if state is None:
-            state = AccountState(account_id)
+            state = table.data[account_id] = AccountState(account_id)
+        elif msg.offset <= state.offset:
+            return  # already in the state recovered from the changelog: a re-delivery
         outcome = accountant.process(state, cols, ref.regions.get(account_id))
-        await save(account_id, state, event.message.partition)  # one record per message
+        state.offset = msg.offset
+        snapshots.dirty[account_id] = msg.partition
         result = outcome.normalised
         if any(iv[8] == 1 for iv in result.intervals):
             value = _intervals_batch(account_id, result.intervals)
@@ -209,7 +240,6 @@ def register(app: faust.App, settings: Settings) -> None:
         await emit_windows(account_id, key, outcome.windows, "late_data")
         for et, n in result.duplicates.items():
             DUPLICATES.labels(energy_type=et).inc(n)
-        msg = event.message
         for row, error in result.rejected:
             if fmt == ARROW_FORMAT:
                 value = _one_row(rows, row)
@@ -220,39 +250,63 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.agent(readings, name=AGENT)
     async def accounting(stream: faust.StreamT) -> None:
         # iterate from the start (a stream not iterated yet loses what Faust delivers to
-        # it); factors and regions are read before the consumer starts (`_Loader`)
-        async for event in stream.events():
-            started = time.perf_counter()
-            value: bytes = event.value
-            headers = event.headers or {}
-            fmt = headers.get(FORMAT_HEADER, JSON_FORMAT)
-            if isinstance(fmt, str):
-                fmt = fmt.encode()
-            msg = event.message
-            key = event.key
-            try:
-                if fmt == ARROW_FORMAT:
-                    groups = _by_account(value, key)
-                elif fmt == JSON_FORMAT:
-                    reading = decode_json(Reading, value)
-                    groups = [(reading.account_id, columns_from_readings([reading]), None)]
-                else:
-                    raise ContractError(ReasonCode.BAD_ENCODING, f"unknown {FORMAT_HEADER} {fmt!r}")
-            except ContractError as exc:
-                await reject(exc, value, key, [], msg.partition, msg.offset)
-                EVENTS_IN.labels(agent=AGENT).inc()
-                continue
-            except (pa.ArrowInvalid, OSError, KeyError) as exc:
-                error = ContractError(ReasonCode.BAD_ENCODING, f"bad Arrow batch: {exc}")
-                await reject(error, value, key, [], msg.partition, msg.offset)
-                EVENTS_IN.labels(agent=AGENT).inc()
-                continue
-            n = 0
-            for account_id, cols, rows in groups:
-                await account(account_id, cols, rows, fmt, event)
-                n += len(cols)
-            EVENTS_IN.labels(agent=AGENT).inc(n)
-            BATCH_SECONDS.labels(agent=AGENT).observe(time.perf_counter() - started)
+        # it); factors and regions are read before the consumer starts (`_Loader`).
+        # Acks are manual: a message is acked after the snapshot that covers it.
+        manual = stream.noack()
+        async for event in manual.events():
+            async with snapshots.lock:
+                await handle(event)
+                snapshots.pending.append((manual, event))
+                if snapshots.due():
+                    await snapshot()
+
+    @app.timer(0.2)
+    async def quiet_snapshot() -> None:
+        """Snapshot when due or when no message came for a while (a stream gone quiet,
+        or Faust waiting for its streams to drain before a rebalance or a stop)."""
+        if snapshots.due() or snapshots.quiet():
+            async with snapshots.lock:
+                await snapshot()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        """Leave revoked accounts to their new owner: no snapshot of them from here."""
+        gone = {tp.partition for tp in revoked if tp.topic == READINGS}
+        snapshots.forget(gone)
+
+    async def handle(event: Any) -> None:
+        """Normalise and account one message; its outputs are sent, its state kept."""
+        started = time.perf_counter()
+        value: bytes = event.value
+        headers = event.headers or {}
+        fmt = headers.get(FORMAT_HEADER, JSON_FORMAT)
+        if isinstance(fmt, str):
+            fmt = fmt.encode()
+        msg = event.message
+        key = event.key
+        try:
+            if fmt == ARROW_FORMAT:
+                groups = _by_account(value, key)
+            elif fmt == JSON_FORMAT:
+                reading = decode_json(Reading, value)
+                groups = [(reading.account_id, columns_from_readings([reading]), None)]
+            else:
+                raise ContractError(ReasonCode.BAD_ENCODING, f"unknown {FORMAT_HEADER} {fmt!r}")
+        except ContractError as exc:
+            await reject(exc, value, key, [], msg.partition, msg.offset)
+            EVENTS_IN.labels(agent=AGENT).inc()
+            return
+        except (pa.ArrowInvalid, OSError, KeyError) as exc:
+            error = ContractError(ReasonCode.BAD_ENCODING, f"bad Arrow batch: {exc}")
+            await reject(error, value, key, [], msg.partition, msg.offset)
+            EVENTS_IN.labels(agent=AGENT).inc()
+            return
+        n = 0
+        for account_id, cols, rows in groups:
+            await account(account_id, cols, rows, fmt, event)
+            n += len(cols)
+        EVENTS_IN.labels(agent=AGENT).inc(n)
+        BATCH_SECONDS.labels(agent=AGENT).observe(time.perf_counter() - started)
 
     def _partition(account_id: str) -> int:
         """The account's `meter.readings` partition (the producers' default partitioner)."""
@@ -275,10 +329,11 @@ def register(app: faust.App, settings: Settings) -> None:
             state = table.get(account_id)
             if state is None or not _owned(account_id):
                 continue
-            windows = accountant.recompute(state, ref.regions.get(account_id))
-            if windows:
-                await save(account_id, state, _partition(account_id))
-                await emit_windows(account_id, account_id.encode(), windows, "factor_revision")
+            async with snapshots.lock:
+                windows = accountant.recompute(state, ref.regions.get(account_id))
+                if windows:
+                    snapshots.dirty[account_id] = _partition(account_id)
+                    await emit_windows(account_id, account_id.encode(), windows, "factor_revision")
 
     async def follow() -> None:
         """After the first read: apply new reference records, re-examine what they change."""
@@ -394,6 +449,47 @@ def _start_before_consumer(app: faust.App, service: mode.ServiceT) -> None:
         return services
 
     strategy.server = chain  # type: ignore[method-assign]
+
+
+class _Snapshots:
+    """What the next snapshot writes (changed accounts) and then acks (their messages).
+
+    Like Kafka Streams' record cache: an account that gets many messages between two
+    snapshots (a catch-up, a replay) has its state written once, not once a message.
+    Outputs are sent as messages are processed; only state and commits wait.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.dirty: dict[str, int] = {}  # account_id -> its meter.readings partition
+        self.pending: list[tuple[Any, Any]] = []  # (stream, event) to ack after it
+        self.lock = asyncio.Lock()
+        self._last = time.monotonic()
+        self._seen = 0  # pending count at the last quiet() check
+
+    def due(self) -> bool:
+        """Something to write and `interval` seconds since the last snapshot."""
+        return bool(self.pending or self.dirty) and (
+            time.monotonic() - self._last >= self.interval or len(self.pending) >= _MAX_PENDING
+        )
+
+    def quiet(self) -> bool:
+        """Something to write and no new message since the previous call."""
+        seen, self._seen = self._seen, len(self.pending)
+        return bool(self.pending or self.dirty) and seen == len(self.pending)
+
+    def take(self) -> tuple[dict[str, int], list[tuple[Any, Any]]]:
+        """The accounts and events of the next snapshot; resets the collection."""
+        dirty, pending = self.dirty, self.pending
+        self.dirty, self.pending = {}, []
+        self._last = time.monotonic()
+        self._seen = 0
+        return dirty, pending
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop revoked partitions' accounts and events (their new owner re-reads them)."""
+        self.dirty = {a: p for a, p in self.dirty.items() if p not in partitions}
+        self.pending = [(s, e) for s, e in self.pending if e.message.partition not in partitions]
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:

@@ -58,6 +58,9 @@ class AccountState:
     watermark: int = -(2**62)  # latest event time seen (ms)
     factor_generation: int = -1  # FactorBook.generation the windows were last emitted with
     region: str = ""  # factor region the windows were last emitted with
+    #: offset of the last `meter.readings` message applied, in the account's partition
+    #: (-1: none): the live agent skips messages at or below it after a restart
+    offset: int = -1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the Faust changelog carries this)."""
@@ -68,6 +71,7 @@ class AccountState:
             "watermark": self.watermark,
             "factor_generation": self.factor_generation,
             "region": self.region,
+            "offset": self.offset,
         }
 
     @classmethod
@@ -83,6 +87,7 @@ class AccountState:
             watermark=data["watermark"],
             factor_generation=data["factor_generation"],
             region=data.get("region", ""),
+            offset=data.get("offset", -1),
         )
 
 
