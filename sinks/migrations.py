@@ -11,7 +11,8 @@ applied_at). `migrate` brings it up to date, in this order:
    `MODIFY SETTING`), so a migration interrupted half way can simply run again.
 3. the views of `sinks/sql/ddl/` (all `CREATE OR REPLACE VIEW`): re-created after any
    migration ran, or when their text changed (recorded as version 0, `views`). A view
-   names the columns it reads, so it can only be created once they exist.
+   reads columns the migrations add: created before them it fails, or (with a column
+   list) is created but fails at every query.
 
 The checksum is the sha256 of a migration's statements with comments and surrounding
 blank space left out: a changed comment is no change, a changed statement is. An applied
