@@ -260,3 +260,32 @@ def _cli_drop(server: ChdbHttp, database: str) -> None:
         client.command(f"DROP DATABASE IF EXISTS `{database}`")
     finally:
         client.close()
+
+
+#: checksums of the migrations as released: stores out there recorded these. A change
+#: here means an edited table in sinks/sql/ddl/ or an edited migration file, which every
+#: store that has it would refuse at open; add a new migration instead. (Add a new
+#: migration's checksum here once it is released.)
+RELEASED = {
+    "ddl": {
+        1: "d196212794e6c76eb42a55a0fc6538733c299afb9e8e069c5d49e88b3522eb81",
+        2: "49b6ca3efc007108e6046732dce18b35201a648952eae6bb6932c35a6a00dc7d",
+        3: "946827059fd2fa1003129a01304a1dd19e330c2f083f6da5e41b3422fc3cfc48",
+    },
+    "ddl_cluster": {
+        1: "dd5f75663a4447f0ca511865b27cdcddc9338044ccc77714983994f66316d08b",
+        2: "7deb4123f95858b42c919bdac93f2d9edc8fa076f67b21a4c43291379b2db790",
+        3: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    },
+}
+
+
+@pytest.mark.parametrize("variant", sorted(RELEASED))
+def test_released_migrations_are_unchanged(variant: str) -> None:
+    known = {m.version: m for m in migrations(variant)[0]}
+    for version, checksum in RELEASED[variant].items():
+        assert known[version].checksum == checksum, (
+            f"{known[version].label} ({known[version].source}) changed: stores that applied "
+            "it refuse to open; restore it and put the change in a new "
+            "sinks/sql/migrations/NNNN_name.sql (views may be edited in place)"
+        )
