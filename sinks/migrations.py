@@ -248,7 +248,13 @@ def migrate(
         try:
             store.command(stmt)
         except ClickHouseError as exc:
-            raise MigrationError(f"migration {label} failed: {exc}") from exc
+            hint = (
+                "\n(tables made from sinks/sql/ddl_cluster? set clickhouse.cluster to migrate "
+                "them ON CLUSTER)"
+                if variant == "ddl" and not store.embedded
+                else ""
+            )
+            raise MigrationError(f"migration {label} failed: {exc}{hint}") from exc
 
     run("schema_migrations", _bookkeeping(variant))
     for mig in [*todo.pending, *([todo.views] if todo.views_due else [])]:
