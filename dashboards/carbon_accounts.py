@@ -168,8 +168,9 @@ def build() -> Dashboard:
         .with_panel(
             _table(
                 "Loan eligibility",
-                "Enterprise accounts per current colour, with the default green-loan rule: "
-                "credit-limit multiplier and rate cut (red: not eligible).",
+                "Enterprise accounts per current colour and green-loan product, with the "
+                "product's terms from loan_products: credit-limit multiplier, rate cut, "
+                "eligible.",
                 "loan_eligibility",
             ).height(12)
         )

@@ -16,7 +16,7 @@ __all__ = [
     "BENEFIT",
     "EMISSIONS",
     "LABELS",
-    "LOAN_RULE",
+    "LOAN_TERMS",
     "PROMQL",
     "SQL",
 ]
@@ -30,14 +30,10 @@ ACCOUNTS = "accounts"
 #: carbon-benefit points per event
 BENEFIT = "benefit_points"
 
-#: the default product rule (shared/domain): credit-limit multiplier and rate cut per colour;
-#: red is not eligible. Replace with a join on loan_products when that table is there.
-LOAN_RULE = {
-    "dark_green": (1.5, 50),
-    "light_green": (1.2, 25),
-    "yellow": (1.0, 0),
-    "red": (0.0, 0),
-}
+#: the current terms of every loan product per colour and area: a view over loan_products
+#: FINAL (sinks/sql/ddl/080_loan_terms.sql) that the catalogue's loan-eligibility and
+#: credit-report queries read too, so the panel and the queries apply the same rule
+LOAN_TERMS = "loan_terms"
 
 
 def _registry(columns: str) -> str:
@@ -65,11 +61,6 @@ _CURRENT_COLOUR = f"""SELECT
     FROM {LABELS} FINAL
     WHERE ts <= $__toTime
     GROUP BY account_id"""
-
-
-def _loan_case(index: int) -> str:
-    branches = ", ".join(f"colour = '{c}', {rule[index]}" for c, rule in LOAN_RULE.items())
-    return f"multiIf({branches}, 0)"
 
 
 #: ClickHouse panels: name -> SQL with the plugin's macros
@@ -130,16 +121,22 @@ WHERE $__timeFilter(e.window_start)
 GROUP BY e.account_id
 ORDER BY tco2e DESC, account_id
 LIMIT 20""",
+    # enterprises per current colour and loan product, with that product's terms joined on
+    # (colour, area) as the catalogue's loan-eligibility query does; accounts whose area
+    # no product serves are counted under "(no product)"
     "loan_eligibility": f"""SELECT
-    colour,
+    l.colour AS colour,
+    ifNull(p.product_id, '(no product)') AS product_id,
     count() AS accounts,
-    {_loan_case(0)} AS credit_limit_multiplier,
-    {_loan_case(1)} AS rate_cut_bp,
-    colour != 'red' AS eligible
-FROM ({_CURRENT_COLOUR})
-WHERE colour IS NOT NULL AND area != 'daily_life'
-GROUP BY colour
-ORDER BY credit_limit_multiplier DESC""",
+    any(p.credit_multiplier) AS credit_limit_multiplier,
+    any(p.rate_cut_bp) AS rate_cut_bp,
+    ifNull(any(p.eligible), false) AS eligible
+FROM ({_CURRENT_COLOUR}) AS l
+LEFT JOIN {LOAN_TERMS} AS p ON p.colour = l.colour AND p.area = l.area
+WHERE l.colour IS NOT NULL AND l.area != 'daily_life'
+GROUP BY colour, product_id
+ORDER BY product_id = '(no product)', product_id, credit_limit_multiplier DESC, colour
+SETTINGS join_use_nulls = 1""",
     "benefit_by_district": f"""SELECT
     if(district = '', '(none)', district) AS district,
     sum(points) AS points,

@@ -83,6 +83,8 @@ class ClickHouseSettings:
     #: a server ("http://user:pass@host:8123/db"); unset: chdb on <data_dir>/clickhouse
     url: str | None = field(default=None, metadata=SECRET)
     database: str = "carbon_accounts"
+    #: a server cluster's name: the schema is migrated ON CLUSTER (sinks/sql/*_cluster)
+    cluster: str = ""
 
 
 @dataclass

@@ -20,7 +20,6 @@ from typing import Any, ParamSpec, Self, TypeVar
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from schemas.settings import Settings
 
@@ -120,15 +119,15 @@ class Store:
         """Call a blocking Store method on a thread (chdb releases the GIL)."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    def apply_ddl(self, variant: str = "ddl") -> int:
-        """Apply every DDL statement (all idempotent: IF NOT EXISTS). Returns the count."""
-        statements = ddl_statements(variant)
-        for name, stmt in statements:
-            try:
-                self.command(stmt)
-            except ClickHouseError as exc:
-                raise StoreError(f"{name}: {exc}") from exc
-        return len(statements)
+    def apply_ddl(self, variant: str = "ddl", cluster: str | None = None) -> int:
+        """Bring the schema up to date with the versioned migrations (sinks/migrations.py).
+
+        Runs only what this database has not had yet; returns the statements run.
+        Raises StoreError (MigrationError) when an applied migration has changed.
+        """
+        from sinks.migrations import migrate  # it builds on this module
+
+        return len(migrate(self, variant, cluster=cluster).statements)
 
     def use_database(self, database: str, apply_ddl: bool = True) -> None:
         """Switch to `database` (created if missing) and apply the DDL there."""
@@ -181,10 +180,12 @@ def open_store(
 ) -> Store:
     """Open ClickHouse: `dsn` if given, else `CLICKHOUSE_URL`, else chdb on `<data_dir>/clickhouse`.
 
-    Creates the database and applies the DDL unless `apply_ddl=False`.
+    Creates the database and applies the pending schema migrations unless
+    `apply_ddl=False`; with `clickhouse.cluster` set, the cluster variant ON CLUSTER.
     """
     settings = settings or Settings()
     database = settings.clickhouse.database
+    cluster = settings.clickhouse.cluster
     if dsn is None:
         if settings.clickhouse.url:
             dsn = settings.clickhouse.url
@@ -211,5 +212,12 @@ def open_store(
         client = _connect(dsn, database)
     store = Store(client, dsn, embedded)
     if apply_ddl:
-        store.apply_ddl()
+        if cluster and embedded:
+            store.close()
+            raise StoreError("clickhouse.cluster needs a ClickHouse server (CLICKHOUSE_URL)")
+        try:
+            store.apply_ddl("ddl_cluster" if cluster else "ddl", cluster or None)
+        except StoreError:
+            store.close()
+            raise
     return store

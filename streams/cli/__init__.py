@@ -70,6 +70,7 @@ _COMMANDS = (
     "sink",
     "query",
     "report",
+    "store",
 )
 
 

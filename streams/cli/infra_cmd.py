@@ -52,6 +52,8 @@ def cluster_ddl_cmd(cluster: str | None) -> None:
 
     Apply it once with clickhouse-client --multiquery on any node; the servers need
     `{shard}` and `{replica}` macros and ClickHouse Keeper (README "Running at scale").
+    Or let `carbon-accounts store migrate` apply it, with the later migrations and their
+    record, when CARBON_ACCOUNTS_CLICKHOUSE_CLUSTER names the cluster.
     """
     from sinks.store import ddl_statements
 

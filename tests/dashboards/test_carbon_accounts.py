@@ -15,6 +15,7 @@ import pytest
 
 from dashboards.macros import expand
 from dashboards.queries import SQL
+from sinks.catalogue import run_query
 from sinks.store import Store
 
 JSON_DIR = Path(__file__).parents[2] / "dashboards" / "json"
@@ -112,6 +113,17 @@ def _run(store: Store, sql: str) -> list[dict[str, Any]]:
     return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
 
+ICRL = "industrial-carbon-reduction-loan"  # the seeded product (sinks/sql/ddl)
+
+
+def _loans(store: Store) -> list[tuple]:
+    return [
+        (r["colour"], r["product_id"], r["accounts"], r["credit_limit_multiplier"],
+         r["rate_cut_bp"], r["eligible"])
+        for r in _run(store, SQL["loan_eligibility"])
+    ]  # fmt: skip
+
+
 def _committed_sql() -> list[str]:
     out = []
     for path in sorted(JSON_DIR.glob("*.json")):
@@ -167,15 +179,15 @@ def test_colours_and_loans_as_of_the_end_of_the_range(city: Store) -> None:
     # green (its red on 3 March is after the range), ENT-4 yellow, P-1 dark green
     colours = {r["colour"]: r["accounts"] for r in _run(city, SQL["colour_distribution"])}
     assert colours == {"dark_green": 2, "light_green": 1, "yellow": 2}
-    # loans: enterprises only (P-1 is daily life); default rule 1.5/50, 1.2/25, 1.0/0
-    loans = [
-        (r["colour"], r["accounts"], r["credit_limit_multiplier"], r["rate_cut_bp"], r["eligible"])
-        for r in _run(city, SQL["loan_eligibility"])
-    ]
-    assert loans == [
-        ("dark_green", 1, 1.5, 50, True),
-        ("light_green", 1, 1.2, 25, True),
-        ("yellow", 2, 1.0, 0, True),
+    # loans: enterprises only (P-1 is daily life), per product of their area; the seed has
+    # one product, for industry, with the default rule (dark green 1.5/50, yellow 1.0/0):
+    # ENT-2 dark green and ENT-1 yellow get it; ENT-3 (energy) and ENT-4 (construction)
+    # have no product for their area
+    assert _loans(city) == [
+        ("dark_green", ICRL, 1, 1.5, 50, True),
+        ("yellow", ICRL, 1, 1.0, 0, True),
+        ("light_green", "(no product)", 1, None, None, False),
+        ("yellow", "(no product)", 1, None, None, False),
     ]
     recent = _run(city, SQL["recent_label_changes"])
     # 6 changes on 1 March (ENT-3's on 3 March is outside), newest first
@@ -186,6 +198,46 @@ def test_colours_and_loans_as_of_the_end_of_the_range(city: Store) -> None:
         "yellow",
     )
     assert recent[0]["name"] == "Quzhou Steel"
+
+
+def test_loan_panel_follows_the_loan_products_table(city: Store) -> None:
+    columns = ["product_id", "name", "lender", "area", "colour", "eligible",
+               "credit_multiplier", "rate_cut_bp", "source", "version", "updated_at"]  # fmt: skip
+    later = datetime(2026, 6, 1, tzinfo=UTC)  # after the seed's 2026-01-01: these win
+    city.insert(
+        "loan_products",
+        [
+            # the bank stops lending to yellow industry accounts
+            [ICRL, "Industrial Carbon Reduction Loan", "bank", "industry", "yellow", False,
+             0.0, 0.0, "test", "2", later],
+            # and a product for energy accounts appears: light green 1.3x, 30 bp
+            ["energy-transition-loan", "Energy Transition Loan", "bank", "energy",
+             "light_green", True, 1.3, 30.0, "test", "1", later],
+        ],
+        columns,
+    )  # fmt: skip
+    # ENT-1 (industry, yellow) now not eligible; ENT-3 (energy, light green) gets the new
+    # product; ENT-2 unchanged; ENT-4 (construction) still has none. Named products first.
+    expected = [
+        ("light_green", "energy-transition-loan", 1, 1.3, 30, True),
+        ("dark_green", ICRL, 1, 1.5, 50, True),
+        ("yellow", ICRL, 1, 0.0, 0, False),
+        ("yellow", "(no product)", 1, None, None, False),
+    ]
+    assert _loans(city) == expected
+    # the catalogue's loan-eligibility query reads the same terms for the same accounts
+    terms = {}
+    for area in ("industry", "energy"):
+        (result,) = run_query(city, "loan-eligibility", {"as_of": END.isoformat(), "area": area})
+        for row in result.rows:
+            r = dict(zip(result.columns, row, strict=True))
+            if r["product_id"]:
+                terms[(r["colour"], r["product_id"])] = (
+                    r["credit_multiplier"],
+                    r["rate_cut_bp"],
+                    r["eligible"],
+                )
+    assert terms == {(c, p): (m, bp, e) for c, p, _n, m, bp, e in expected[:3]}
 
 
 def test_benefit_by_district_counts_a_replayed_event_once(city: Store) -> None:

@@ -15,7 +15,9 @@ def _cluster_text() -> str:
 
 
 def test_every_cluster_statement_parses(store: Store) -> None:
-    for name, statement in ddl_statements("ddl_cluster"):
+    statements = ddl_statements("ddl_cluster") + ddl_statements("migrations_cluster")
+    assert any(s.startswith("ALTER TABLE emissions_15m_local") for _n, s in statements)
+    for name, statement in statements:
         # formatQuery parses with ClickHouse's own parser, without needing a cluster
         (row,) = store.query("SELECT formatQuery({q:String})", {"q": statement}).result_rows
         if not statement.startswith("INSERT"):  # seeds go through the Distributed table

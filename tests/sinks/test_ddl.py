@@ -32,12 +32,13 @@ def _files(folder: str) -> list[Path]:
     return sorted((SQL / folder).glob("*.sql"))
 
 
-def test_cluster_ddl_is_generated_and_up_to_date(tmp_path: Path) -> None:
-    fresh = write_cluster_ddl(tmp_path)
-    assert [p.name for p in fresh] == [p.name for p in _files("ddl")]
+@pytest.mark.parametrize("folder", ["ddl", "migrations"])
+def test_cluster_ddl_is_generated_and_up_to_date(tmp_path: Path, folder: str) -> None:
+    fresh = write_cluster_ddl(tmp_path, folder)
+    assert [p.name for p in fresh] == [p.name for p in _files(folder)]
     for path in fresh:
-        assert path.read_text() == (SQL / "ddl_cluster" / path.name).read_text(), (
-            f"{path.name}: run `python -m sinks.cluster`"
+        assert path.read_text() == (SQL / f"{folder}_cluster" / path.name).read_text(), (
+            f"{folder}/{path.name}: run `python -m sinks.cluster`"
         )
 
 
@@ -55,14 +56,16 @@ def test_cluster_form_of_a_table() -> None:
     assert statements[1].endswith("cityHash64(account_id))")
 
 
-@pytest.mark.parametrize("folder", ["ddl", "ddl_cluster", "queries"])
+@pytest.mark.parametrize(
+    "folder", ["ddl", "ddl_cluster", "queries", "migrations", "migrations_cluster"]
+)
 def test_no_chdb_only_syntax_in_shared_sql(folder: str) -> None:
     for path in _files(folder):
         for pattern in CHDB_ONLY:
             assert not re.search(pattern, path.read_text(), re.I), f"{path.name}: {pattern}"
 
 
-@pytest.mark.parametrize("folder", ["ddl", "queries"])
+@pytest.mark.parametrize("folder", ["ddl", "queries", "migrations"])
 def test_no_server_only_syntax_in_default_sql(folder: str) -> None:
     for path in _files(folder):
         for pattern in SERVER_ONLY:

@@ -113,7 +113,7 @@ CROSS JOIN (SELECT intensity FROM peers WHERE account_id = {account_id:String}) 
 
 -- @section eligible_products
 SELECT product_id, name, lender, credit_multiplier, rate_cut_bp
-FROM loan_products FINAL
+FROM loan_terms
 WHERE eligible
   AND area = (SELECT any(area) FROM accounts FINAL WHERE account_id = {account_id:String})
   AND colour =

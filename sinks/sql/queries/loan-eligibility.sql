@@ -52,6 +52,6 @@ LEFT JOIN
     WHERE period_start <= {as_of:DateTime64(3, 'UTC')}
     GROUP BY area, industry_code, region
 ) AS b ON b.area = a.area AND b.industry_code = a.industry_code AND b.region = a.region
-LEFT JOIN (SELECT * FROM loan_products FINAL) AS p ON p.colour = l.colour AND p.area = a.area
+LEFT JOIN loan_terms AS p ON p.colour = l.colour AND p.area = a.area
 ORDER BY account_id, product_id
 SETTINGS join_use_nulls = 1
