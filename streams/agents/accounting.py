@@ -12,10 +12,11 @@ Thin I/O around `streams.rules.accounting.Accountant`:
   pass the stored state. Each state records the offset of the last message it applied:
   a message delivered again after a restart or a rebalance is skipped, exactly. An
   account with many messages between two snapshots (a catch-up) is written once;
-- out: one Arrow IPC batch of `EnergyInterval`s per message on `energy.intervals`
-  (header `content-type: application/vnd.apache.arrow.stream`), one JSON
-  `EmissionWindow` per new or revised window on `emissions.windows`, rejected readings
-  verbatim on `meter.readings.dlq` (an Arrow row as a one-row Arrow batch) with reasons;
+- out: `EnergyInterval`s as Arrow IPC batches on `energy.intervals` (many messages'
+  rows, at most 0.1 s old, to the readings' partition number; header `content-type:
+  application/vnd.apache.arrow.stream`), one JSON `EmissionWindow` per new or revised
+  window on `emissions.windows` at once, rejected readings verbatim on
+  `meter.readings.dlq` (an Arrow row as a one-row Arrow batch) with reasons;
 - reference data: every worker reads all of `factors` and `accounts.registry` (compacted)
   from the start with a group-less consumer; a factor revision or a region change
   re-examines the kept windows of this worker's accounts and re-emits those it changes.
@@ -73,6 +74,8 @@ FACTORS = "factors"
 REGISTRY = "accounts.registry"
 STATE_TABLE = "accounting-state"
 
+_INTERVAL_ROWS = 20_000  # intervals gathered before they are sent ...
+_INTERVAL_SECONDS = 0.1  # ... or after this long, whichever comes first
 _MAX_PENDING = 20_000  # messages held unacked at most (each keeps its bytes alive)
 _ARROW_HEADERS = [(FORMAT_HEADER, ARROW_FORMAT)]
 _JSON_HEADERS = [(FORMAT_HEADER, JSON_FORMAT)]
@@ -100,26 +103,27 @@ _INTERVAL_SCHEMA_BYTES = _INTERVAL_SCHEMA.serialize().to_pybytes()
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # end of an Arrow IPC stream
 
 
-def _intervals_batch(account_id: str, intervals: Sequence[Interval]) -> bytes:
-    """The +1 intervals of a message as one Arrow IPC stream (EnergyInterval schema).
+def _intervals_batch(rows: Sequence[tuple[str, Interval]]) -> bytes:
+    """(account_id, +1 interval) rows as one Arrow IPC stream (EnergyInterval schema).
 
     Typed arrays and the schema message serialised once: pyarrow's per-call cost, not
-    the rows, is what a batch of a few dozen intervals pays.
+    the rows, is what a batch pays, so the agent gathers many messages' rows first.
     """
-    rows = [iv for iv in intervals if iv[8] == 1]
     n = len(rows)
+    ivs = [iv for _, iv in rows]
     arrays = [
-        pa.array([iv[0] for iv in rows], pa.string()),
-        pa.array([account_id] * n, pa.string()),
-        pa.array([iv[1] for iv in rows], pa.string()),
-        pa.array([iv[2] for iv in rows], _TS),
-        pa.array([iv[3] for iv in rows], _TS),
-        pa.array([iv[4] for iv in rows], pa.float64()),
-        pa.array([_UNITS.get(iv[1], "") for iv in rows], pa.string()),
-        pa.array([iv[5] for iv in rows], pa.bool_()),
-        pa.array([iv[6] for iv in rows], pa.string()),
-        pa.array([list(iv[7]) for iv in rows], pa.list_(pa.int64())),
+        pa.array([iv[0] for iv in ivs], pa.string()),
+        pa.array([a for a, _ in rows], pa.string()),
+        pa.array([iv[1] for iv in ivs], pa.string()),
+        pa.array([iv[2] for iv in ivs], _TS),
+        pa.array([iv[3] for iv in ivs], _TS),
+        pa.array([iv[4] for iv in ivs], pa.float64()),
+        pa.array([_UNITS.get(iv[1], "") for iv in ivs], pa.string()),
+        pa.array([iv[5] for iv in ivs], pa.bool_()),
+        pa.array([iv[6] for iv in ivs], pa.string()),
+        pa.array([list(iv[7]) for iv in ivs], pa.list_(pa.int64())),
     ]
+    assert len(arrays[0]) == n
     batch = pa.RecordBatch.from_arrays(arrays, schema=_INTERVAL_SCHEMA)
     return _INTERVAL_SCHEMA_BYTES + batch.serialize().to_pybytes() + _EOS
 
@@ -178,6 +182,23 @@ def register(app: faust.App, settings: Settings) -> None:
 
     changelog = changelog_topic.get_topic_name()
     snapshots = _Snapshots(settings.streams.snapshot_seconds)
+    # +1 intervals waiting to go out, per meter.readings partition (sent to the same
+    # partition number of energy.intervals, as one Arrow batch of many messages' rows)
+    intervals: dict[int, list[tuple[str, Interval]]] = {}
+    sent = {"at": time.monotonic()}
+
+    async def send_intervals() -> None:
+        """Send the gathered intervals: one Arrow batch per partition."""
+        sent["at"] = time.monotonic()
+        for partition, rows in intervals.items():
+            if rows:
+                await send(INTERVALS, None, _intervals_batch(rows), _ARROW_HEADERS, partition)
+                EVENTS_OUT.labels(agent=AGENT, topic=INTERVALS).inc()
+        intervals.clear()
+
+    def intervals_due() -> bool:
+        n = sum(len(rows) for rows in intervals.values())
+        return n >= _INTERVAL_ROWS or (n > 0 and time.monotonic() - sent["at"] >= _INTERVAL_SECONDS)
 
     async def snapshot() -> None:
         """Write changed accounts' state, then ack the messages it covers (caller holds
@@ -193,13 +214,18 @@ def register(app: faust.App, settings: Settings) -> None:
         dirty, pending = snapshots.take()
         if not dirty and not pending:
             return
-        await app.producer.flush()
-        for account_id, partition in dirty.items():
-            state = table.data.get(account_id)
-            if state is not None:
-                value = _CODEC.dumps(state)
-                await send(changelog, account_id.encode(), value, None, partition)
-        await app.producer.flush()
+        try:
+            await send_intervals()
+            await app.producer.flush()
+            for account_id, partition in dirty.items():
+                state = table.data.get(account_id)
+                if state is not None:
+                    value = _CODEC.dumps(state)
+                    await send(changelog, account_id.encode(), value, None, partition)
+            await app.producer.flush()
+        except BaseException:
+            snapshots.restore(dirty, pending)  # written again by the next snapshot
+            raise
         for stream, event in pending:
             await stream.ack(event)
         SNAPSHOT_ACCOUNTS.labels(agent=AGENT).inc(len(dirty))
@@ -233,10 +259,8 @@ def register(app: faust.App, settings: Settings) -> None:
         state.offset = msg.offset
         snapshots.dirty[account_id] = msg.partition
         result = outcome.normalised
-        if any(iv[8] == 1 for iv in result.intervals):
-            value = _intervals_batch(account_id, result.intervals)
-            await send(INTERVALS, key, value, _ARROW_HEADERS)
-            EVENTS_OUT.labels(agent=AGENT, topic=INTERVALS).inc()
+        gathered = intervals.setdefault(msg.partition, [])
+        gathered.extend((account_id, iv) for iv in result.intervals if iv[8] == 1)
         await emit_windows(account_id, key, outcome.windows, "late_data")
         for et, n in result.duplicates.items():
             DUPLICATES.labels(energy_type=et).inc(n)
@@ -259,20 +283,30 @@ def register(app: faust.App, settings: Settings) -> None:
                 snapshots.pending.append((manual, event))
                 if snapshots.due():
                     await snapshot()
+                elif intervals_due():
+                    await send_intervals()
 
-    @app.timer(0.2)
     async def quiet_snapshot() -> None:
         """Snapshot when due or when no message came for a while (a stream gone quiet,
         or Faust waiting for its streams to drain before a rebalance or a stop)."""
         if snapshots.due() or snapshots.quiet():
             async with snapshots.lock:
                 await snapshot()
+        elif intervals_due():
+            async with snapshots.lock:
+                await send_intervals()
+
+    # not an app.timer: those end when the app starts stopping, and Faust's stop then
+    # waits for every message to be acked, which only a snapshot does
+    _start_before_consumer(app, _Ticker(0.2, quiet_snapshot))
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         """Leave revoked accounts to their new owner: no snapshot of them from here."""
         gone = {tp.partition for tp in revoked if tp.topic == READINGS}
         snapshots.forget(gone)
+        for partition in gone:
+            intervals.pop(partition, None)  # the new owner sends them again
 
     async def handle(event: Any) -> None:
         """Normalise and account one message; its outputs are sent, its state kept."""
@@ -451,6 +485,24 @@ def _start_before_consumer(app: faust.App, service: mode.ServiceT) -> None:
     strategy.server = chain  # type: ignore[method-assign]
 
 
+class _Ticker(mode.Service):
+    """Calls `tick` every `interval` seconds until the service stops (after the consumer)."""
+
+    def __init__(self, interval: float, tick: Any) -> None:
+        super().__init__()
+        self._interval = interval
+        self._tick = tick
+
+    @mode.Service.task
+    async def _ticking(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self._interval)
+            try:
+                await self._tick()
+            except Exception:  # a failed snapshot is retried at the next tick
+                log.exception("accounting snapshot failed")
+
+
 class _Snapshots:
     """What the next snapshot writes (changed accounts) and then acks (their messages).
 
@@ -485,6 +537,11 @@ class _Snapshots:
         self._last = time.monotonic()
         self._seen = 0
         return dirty, pending
+
+    def restore(self, dirty: dict[str, int], pending: list[tuple[Any, Any]]) -> None:
+        """Put back what a failed snapshot took, ahead of what came since."""
+        self.dirty = {**dirty, **self.dirty}
+        self.pending = pending + self.pending
 
     def forget(self, partitions: set[int]) -> None:
         """Drop revoked partitions' accounts and events (their new owner re-reads them)."""

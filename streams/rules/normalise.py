@@ -377,20 +377,27 @@ def columns_from_arrow(batch: Any) -> Columns:
     """
     names = batch.schema.names
 
+    n = batch.num_rows
+
     def col(name: str) -> list[Any]:
         if name not in names:
             raise KeyError(name)
-        return batch.column(name).to_pylist()
+        column = batch.column(name)
+        if column.null_count == n:
+            return [None] * n  # counter_max, period_start, seq of most batches: cheaper
+        return column.to_pylist()
 
     def times(name: str) -> list[Any]:
         column = batch.column(names.index(name))
+        if column.null_count == n:
+            return [None] * n
         if column.type != _TS_MS:
             column = column.cast(_TS_MS)
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         return column.view(pa.int64()).to_pylist()  # zero-copy: the ms as integers
 
-    empty = [None] * batch.num_rows
+    empty = [None] * n
     return Columns(
         meter_id=col("meter_id"),
         energy_type=col("energy_type"),

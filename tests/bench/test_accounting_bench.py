@@ -4,8 +4,9 @@ All three in one run, against one embedded broker, on the same readings:
 
 - ours: `carbon-accounts worker` (the accounting agent), Arrow batches of one account's
   readings per message on `meter.readings` (4 partitions); the rate is taken from the
-  worker's own output (`energy.intervals`, one message per input batch): batches between
-  its first and last output x readings per batch / the time between them;
+  worker's own output (`energy.intervals`, Arrow batches of intervals, one per reading
+  after a meter's first): intervals between its first and last output batch / the time
+  between them;
 - (a) the naive Faust agent: one JSON reading per message, per-event windowed table;
 - (b) Quix Streams: a tumbling-window sum with grace over the same JSON messages;
 - and the pure rules in this process (Arrow decode + `Accountant.process`), the ceiling.
@@ -131,7 +132,7 @@ async def _output_span(
     timeout: float,
     worker: subprocess.Popen[bytes],
 ) -> tuple[int, float]:
-    """(messages, seconds from the first to the last) of a worker's output since `start`."""
+    """(interval rows, seconds from the first to the last batch) of a worker's output."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -139,18 +140,24 @@ async def _output_span(
         for tp, offset in start.items():
             consumer.seek(tp, offset)
         stamps: list[int] = []
+        rows = first = 0
         deadline = time.monotonic() + timeout
-        while len(stamps) < expected and time.monotonic() < deadline and worker.poll() is None:
+        while rows < expected and time.monotonic() < deadline and worker.poll() is None:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                stamps.extend(r.timestamp for r in records)
-        assert len(stamps) >= expected, f"{len(stamps)} of {expected} outputs"
-        return len(stamps), (max(stamps) - min(stamps)) / 1000
+                for r in records:
+                    n = pa.ipc.open_stream(r.value).read_all().num_rows
+                    first = first or n  # the first batch's rows were done before the clock
+                    rows += n
+                    stamps.append(r.timestamp)
+        assert rows >= expected, f"{rows} of {expected} intervals"
+        return rows - first, (max(stamps) - min(stamps)) / 1000
     finally:
         await consumer.stop()
 
 
 def _ours(bootstrap: str, sizes: dict[str, int], tmp: Path, run: int) -> float:
-    batches = sizes["accounts"] * (sizes["cycles"] - 1)  # the first cycle has no interval
+    # one interval per reading but each meter's first
+    intervals = sizes["accounts"] * (sizes["cycles"] - 1) * sizes["meters"]
     start = asyncio.run(_end_offsets(bootstrap, "energy.intervals"))
     env = {
         **os.environ,
@@ -165,7 +172,7 @@ def _ours(bootstrap: str, sizes: dict[str, int], tmp: Path, run: int) -> float:
     )
     try:
         n, seconds = asyncio.run(
-            _output_span(bootstrap, "energy.intervals", start, batches, 180, worker)
+            _output_span(bootstrap, "energy.intervals", start, intervals, 180, worker)
         )
     finally:
         worker.terminate()
@@ -175,7 +182,7 @@ def _ours(bootstrap: str, sizes: dict[str, int], tmp: Path, run: int) -> float:
             worker.kill()
             worker.wait()
         log.close()
-    return (n - 1) * sizes["meters"] / max(seconds, 1e-3)
+    return n / max(seconds, 1e-3)
 
 
 def _script(args: list[str], timeout: float) -> float:

@@ -63,3 +63,15 @@ def test_forget_drops_revoked_partitions_only() -> None:
     snaps.forget({1})
     assert snaps.dirty == {"A": 0, "C": 2}
     assert [(e.message.partition, e.message.offset) for _, e in snaps.pending] == [(0, 5), (2, 7)]
+
+
+def test_restore_puts_a_failed_snapshot_back_first() -> None:
+    snaps = _Snapshots(interval=3600.0)
+    snaps.dirty["A"] = 0
+    snaps.pending.append(("s", _event(0, 1)))
+    dirty, pending = snaps.take()
+    snaps.dirty["B"] = 1  # came while the snapshot was being written
+    snaps.pending.append(("s", _event(1, 2)))
+    snaps.restore(dirty, pending)
+    assert snaps.dirty == {"A": 0, "B": 1}
+    assert [e.message.offset for _, e in snaps.pending] == [1, 2]
