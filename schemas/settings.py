@@ -103,7 +103,7 @@ class StreamSettings:
     #: seconds between snapshots of changed accounts' state to the changelog; the
     #: readings they cover are committed after each snapshot (a crash re-reads at most
     #: this much). Longer: fewer state writes when accounts get many messages (catch-up)
-    snapshot_seconds: float = 5.0
+    snapshot_seconds: float = 15.0
 
 
 @dataclass

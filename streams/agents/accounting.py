@@ -217,11 +217,13 @@ def register(app: faust.App, settings: Settings) -> None:
         try:
             await send_intervals()
             await app.producer.flush()
-            for account_id, partition in dirty.items():
+            for i, (account_id, partition) in enumerate(dirty.items()):
                 state = table.data.get(account_id)
                 if state is not None:
                     value = _CODEC.dumps(state)
                     await send(changelog, account_id.encode(), value, None, partition)
+                if i % 64 == 63:
+                    await asyncio.sleep(0)  # let heartbeats and timers run in a big one
             await app.producer.flush()
         except BaseException:
             snapshots.restore(dirty, pending)  # written again by the next snapshot
