@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.partitioner import DefaultPartitioner
 
+from infra.broker import free_port
 from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, to_arrow
 from schemas.contracts import Reading
 from schemas.settings import Settings
@@ -82,13 +85,16 @@ async def _produce(bootstrap: str, readings: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
-def _start(bootstrap: str, group: str, tmp: Path, name: str) -> subprocess.Popen[bytes]:
+def _start(
+    bootstrap: str, group: str, tmp: Path, name: str, **extra: str
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "CARBON_ACCOUNTS_DATA_DIR": str(tmp / name),
         "CARBON_ACCOUNTS_STREAMS_APP_ID": group,
         "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
+        **extra,
     }
     with (tmp / f"{name}.log").open("w") as log:
         return subprocess.Popen(
@@ -111,8 +117,8 @@ def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def _members(bootstrap: str, group: str, want: int, timeout: float) -> list[set[int]]:
-    """Per member of `group`, its `meter.readings` partitions, once it has `want` members
-    and is stable (or what it has at the timeout)."""
+    """Per member of `group`, its `meter.readings` partitions, once it has exactly `want`
+    members and is stable (or what it has at the timeout)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -125,7 +131,7 @@ async def _members(bootstrap: str, group: str, want: int, timeout: float) -> lis
             state, members = groups[0][2], groups[0][5]
             # member: (id, client id, host, metadata, assignment)
             split = [_partitions(m[4]) for m in members]
-            if len(split) >= want and state == "Stable" and all(split):
+            if len(split) == want and state == "Stable" and all(split):
                 return split
             await asyncio.sleep(0.5)
         return split
@@ -239,3 +245,131 @@ def test_two_workers_equal_one(bootstrap: str, unique: str, tmp_path: Path) -> N
     _, one = _run(bootstrap, unique, tmp_path, 1, readings, want)
     assert _comparable(one) == _comparable(want), f"{len(one)} of {len(want)}: {_tail(tmp_path)}"
     assert _comparable(two) == _comparable(one)
+
+
+#: short group timeouts for the kill test (defaults: 60 s session, 60 s rebalance)
+TIMEOUTS = {
+    "CARBON_ACCOUNTS_STREAMS_SESSION_TIMEOUT_SECONDS": "6",
+    "CARBON_ACCOUNTS_STREAMS_HEARTBEAT_INTERVAL_SECONDS": "1",
+    "CARBON_ACCOUNTS_STREAMS_REBALANCE_TIMEOUT_SECONDS": "8",
+}
+
+
+def _metrics_env(port: int) -> dict[str, str]:
+    return {"CARBON_ACCOUNTS_METRICS_ENABLED": "true", "CARBON_ACCOUNTS_METRICS_PORT": str(port)}
+
+
+def _events_in(port: int) -> int:
+    """Readings the worker serving /metrics on `port` has taken in (its accounting agent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith('carbon_accounts_stream_events_in_total{agent="accounting"}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def _spread(unique: str, n: int) -> str:
+    """A suffix for which the 8 accounts S0..S7-<suffix> fall on 8 different partitions
+    (of `n` >= 8), so every member of a group holds some of them."""
+    partitioner = DefaultPartitioner()
+    every = list(range(n))
+    for i in range(100_000):  # each try succeeds with probability 8!/8^8 for n = 8
+        tag = f"{unique}{i}"
+        if len({partitioner(f"S{a}-{tag}".encode(), every, every) for a in range(8)}) == 8:
+            return tag
+    raise AssertionError("no suffix spreads the accounts")
+
+
+def _hours(readings: list[dict[str, Any]], first: int, last: int) -> list[dict[str, Any]]:
+    """The readings of hours `first`..`last` (inclusive) after T0."""
+    lo, hi = T0 + timedelta(hours=first), T0 + timedelta(hours=last)
+    return [r for r in readings if lo <= datetime.fromisoformat(r["ts"]) <= hi]
+
+
+def _before(want: dict[Key, dict[str, Any]], hour: int) -> dict[Key, dict[str, Any]]:
+    """The windows that start before hour `hour`: those the readings up to it complete."""
+    end = T0 + timedelta(hours=hour)
+    return {k: w for k, w in want.items() if datetime.fromisoformat(k[2]) < end}
+
+
+def _leader(tmp: Path, names: list[str]) -> int:
+    """Which of the workers `names` is its group's leader (the member that assigns)."""
+    leaders = [i for i, n in enumerate(names) if "Elected group leader" in _log(tmp, n)]
+    assert len(leaders) == 1, leaders
+    return leaders[0]
+
+
+def _log(tmp: Path, name: str) -> str:
+    return (tmp / f"{name}.log").read_text()
+
+
+def test_killed_worker_is_replaced(bootstrap: str, unique: str, tmp_path: Path) -> None:
+    """Two workers; after a first round of readings one is killed with SIGKILL (no clean
+    leave, no flush, no commit). A replacement joins, the group rebalances, the killed
+    worker's partitions are taken over with their state recovered from the changelog, and
+    the second and third rounds are accounted. The latest revision per window then equals
+    replay's.
+
+    Exactness after the kill needs the killed worker's state: readings are cumulative, so
+    an account's first interval after the kill is the difference to its last reading
+    before it, which only the recovered `accounting-state` holds (lost state loses that
+    interval's windows; re-processing uncommitted messages without it would revise windows;
+    either changes the comparison below).
+
+    The embedded broker (noida-db 0.2.3) never expires a dead member, neither after its
+    session timeout nor after a rebalance timeout, and a group whose leader died stays in
+    CompletingRebalance for good (README, "Running at scale"). So the killed worker here is
+    the follower, and its partitions move when the replacement joins; on Kafka the survivor
+    alone takes them after `session_timeout_seconds`.
+    """
+    settings = Settings(data_dir=str(tmp_path / "var"))
+    asyncio.run(create_topics(settings, bootstrap))
+    n = settings.kafka.partitions
+    tag = _spread(unique, n)
+    readings = _readings(tag)
+    expected, rejected = replay([json.dumps(r) for r in readings], settings)
+    assert rejected == {}
+    want = {(w["account_id"], w["energy_type"], w["window_start"]): w for w in expected}
+    assert len(want) == 8 * 2 * 7 * 4  # 7 hourly intervals x 4 windows per account and type
+    group = f"kill-{unique}"
+    start = asyncio.run(_ends(bootstrap))
+    names = ["k0", "k1"]
+    ports = [free_port(), free_port()]
+    workers = [
+        _start(bootstrap, group, tmp_path, name, **TIMEOUTS, **_metrics_env(port))
+        for name, port in zip(names, ports, strict=True)
+    ]
+    try:
+        split = asyncio.run(_members(bootstrap, group, 2, 40))
+        assert len(split) == 2 and not split[0] & split[1], f"{split}: {_tail(tmp_path)}"
+        asyncio.run(_produce(bootstrap, _hours(readings, 0, 3)))
+        first = _before(want, 3)
+        got = asyncio.run(_windows(bootstrap, start, tag, first, workers, 60))
+        assert _comparable(got) == _comparable(first), _tail(tmp_path)
+
+        # every worker holds accounts (one per partition): the one killed accounted some
+        # of the first round's 64 readings, so its accounts' state is needed after the kill
+        counts = [_events_in(port) for port in ports]
+        assert sum(counts) == 4 * 16 and all(counts), counts
+        leader = _leader(tmp_path, names)
+        killed, survivor = workers[1 - leader], workers[leader]
+        killed.kill()
+        killed.wait(timeout=10)
+        # the second round is published at once: the killed worker's partitions wait
+        asyncio.run(_produce(bootstrap, _hours(readings, 4, 5)))
+        replacement = _start(bootstrap, group, tmp_path, "k2", **TIMEOUTS)
+        workers.append(replacement)
+        live = [survivor, replacement]
+        second = _before(want, 5)
+        got = asyncio.run(_windows(bootstrap, start, tag, second, live, 60))
+        assert _comparable(got) == _comparable(second), (
+            f"{len(got)} of {len(second)}: {_tail(tmp_path)}"
+        )
+        asyncio.run(_produce(bootstrap, _hours(readings, 6, 7)))
+        got = asyncio.run(_windows(bootstrap, start, tag, want, live, 60))
+        assert _comparable(got) == _comparable(want), (
+            f"{len(got)} of {len(want)}: {_tail(tmp_path)}"
+        )
+    finally:
+        _stop(workers)
