@@ -1,10 +1,12 @@
-"""Scale-out: two workers in one consumer group split the partitions, and their combined
-emission windows equal one worker's (and `carbon-accounts replay`'s) on the same readings.
+"""Scale-out: two and four workers in one consumer group split the partitions, and their
+combined emission windows equal one worker's (and `carbon-accounts replay`'s) on the same
+readings; a worker killed mid-run is replaced by a rebalance and the results stay exact.
 
-The same readings are consumed twice from `meter.readings` of the session broker: first
-by a group of two `carbon-accounts worker --agents accounting` processes, then by a group
-of one. Both groups write to the one `emissions.windows` topic, so each run's windows are
-read from the end offsets taken before it started; our accounts carry a unique suffix.
+The same readings are consumed three times from `meter.readings` of the session broker:
+by a group of two `carbon-accounts worker --agents accounting` processes, by a group of
+four, then by a group of one. All groups write to the one `emissions.windows` topic, so
+each run's windows are read from the end offsets taken before it started; our accounts
+carry a unique suffix.
 """
 
 from __future__ import annotations
@@ -264,10 +266,12 @@ def _tail(tmp: Path) -> str:
     return " | ".join(p.read_text()[-800:] for p in sorted(tmp.glob("*.log")))
 
 
-def test_two_workers_equal_one(bootstrap: str, unique: str, tmp_path: Path) -> None:
+def test_two_and_four_workers_equal_one(bootstrap: str, unique: str, tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path / "var"))
     asyncio.run(create_topics(settings, bootstrap))
-    readings = _readings(unique)
+    n = settings.kafka.partitions
+    tag = _spread(unique, n)  # one account per partition: every worker accounts some
+    readings = _readings(tag)
     expected, rejected = replay([json.dumps(r) for r in readings], settings)
     assert rejected == {}
     # 7 hours of intervals x 4 windows, per account and energy type
@@ -275,16 +279,19 @@ def test_two_workers_equal_one(bootstrap: str, unique: str, tmp_path: Path) -> N
     by_hand = {(w["account_id"], w["energy_type"]): w["consumption"] for w in expected}
     for a in range(8):
         for m, (et, _unit) in enumerate(ENERGY):
-            assert by_hand[(f"S{a}-{unique}", et)] == (4 + a + m) / 4
+            assert by_hand[(f"S{a}-{tag}", et)] == (4 + a + m) / 4
     want = {(w["account_id"], w["energy_type"], w["window_start"]): w for w in expected}
-    split, two = _run(bootstrap, unique, tmp_path, 2, readings, want)
-    # the two split the partitions: disjoint, together all of them
-    assert not split[0] & split[1], split
-    assert split[0] | split[1] == set(range(settings.kafka.partitions)), split
-    assert _comparable(two) == _comparable(want), f"{len(two)} of {len(want)}: {_tail(tmp_path)}"
-    _, one = _run(bootstrap, unique, tmp_path, 1, readings, want)
-    assert _comparable(one) == _comparable(want), f"{len(one)} of {len(want)}: {_tail(tmp_path)}"
-    assert _comparable(two) == _comparable(one)
+    runs = {}
+    for workers in (2, 4, 1):
+        split, got = _run(bootstrap, tag, tmp_path, workers, readings, want)
+        # the workers split the partitions: disjoint, together all of them
+        assert sum(len(p) for p in split) == n, split
+        assert set().union(*split) == set(range(n)), split
+        assert _comparable(got) == _comparable(want), (
+            f"{workers} workers: {len(got)} of {len(want)}: {_tail(tmp_path)}"
+        )
+        runs[workers] = _comparable(got)
+    assert runs[2] == runs[1] and runs[4] == runs[1]
 
 
 #: short group timeouts for the kill test (defaults: 60 s session, 60 s rebalance)
