@@ -431,9 +431,9 @@ def test_killed_worker_is_replaced(bootstrap: str, unique: str, tmp_path: Path) 
     round is published; on Kafka the survivor alone takes them after
     `session_timeout_seconds`, whenever the kill comes. Even so the broker sometimes
     forgets the survivor's member id right after that rebalance, the survivor rejoins,
-    a commit of its lands in the new rebalance and the group hangs as above (in about 1
-    run in 8 here); the test then skips with that reason (`_hung`: a worker joining one
-    generation 3 times), never passes: every other shortfall fails it.
+    a commit of its lands in the new rebalance and the group hangs as above (4 of 15
+    runs here, more often under load); the test then skips with that reason (`_hung`: a
+    worker joining one generation 3 times), never passes: every other shortfall fails it.
     """
     settings = Settings(data_dir=str(tmp_path / "var"))
     asyncio.run(create_topics(settings, bootstrap))
