@@ -104,6 +104,13 @@ class StreamSettings:
     #: readings they cover are committed after each snapshot (a crash re-reads at most
     #: this much). Longer: fewer state writes when accounts get many messages (catch-up)
     snapshot_seconds: float = 15.0
+    #: a worker that sends no heartbeat for this long leaves the consumer group, and its
+    #: partitions go to the others (a crashed worker's are idle this long); the broker
+    #: bounds it (Kafka: group.min/max.session.timeout.ms, 6 s to 30 min by default)
+    session_timeout_seconds: float = 60.0
+    heartbeat_interval_seconds: float = 3.0  # well under session_timeout_seconds (a third)
+    #: how long a rebalance waits for every member to rejoin before it goes on without them
+    rebalance_timeout_seconds: float = 60.0
 
 
 @dataclass
