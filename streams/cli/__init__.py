@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from infra import fetch_backoff
 from schemas.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
@@ -84,4 +85,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    # the embedded broker answers empty fetches at once: without a pause, every idle
+    # consumer of the worker, sink and demo spins (infra/fetch_backoff.py)
+    fetch_backoff.install()
     sys.exit(cli.main(args=argv, prog_name="carbon-accounts", standalone_mode=True))
