@@ -109,7 +109,6 @@ def _intervals_batch(rows: Sequence[tuple[str, Interval]]) -> bytes:
     Typed arrays and the schema message serialised once: pyarrow's per-call cost, not
     the rows, is what a batch pays, so the agent gathers many messages' rows first.
     """
-    n = len(rows)
     ivs = [iv for _, iv in rows]
     arrays = [
         pa.array([iv[0] for iv in ivs], pa.string()),
@@ -123,7 +122,6 @@ def _intervals_batch(rows: Sequence[tuple[str, Interval]]) -> bytes:
         pa.array([iv[6] for iv in ivs], pa.string()),
         pa.array([list(iv[7]) for iv in ivs], pa.list_(pa.int64())),
     ]
-    assert len(arrays[0]) == n
     batch = pa.RecordBatch.from_arrays(arrays, schema=_INTERVAL_SCHEMA)
     return _INTERVAL_SCHEMA_BYTES + batch.serialize().to_pybytes() + _EOS
 
