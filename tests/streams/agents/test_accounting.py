@@ -75,3 +75,46 @@ def test_restore_puts_a_failed_snapshot_back_first() -> None:
     snaps.restore(dirty, pending)
     assert snaps.dirty == {"A": 0, "B": 1}
     assert [e.message.offset for _, e in snaps.pending] == [1, 2]
+
+
+def _iv(meter: str, et: str, start_min: int, cons: float, sign: int, seqs: tuple[Any, ...]) -> Any:
+    start = 1_767_225_600_000 + start_min * 60_000  # 2026-01-01T00:00Z
+    return (meter, et, start, start + 900_000, cons, sign < 0, "", seqs, sign)
+
+
+def test_intervals_batch_keeps_plus_ones_with_their_account_and_unit() -> None:
+    import pyarrow as pa
+
+    from streams.agents.accounting import _intervals_batch
+
+    chunks = [
+        ("A", [_iv("A-1", "electricity", 0, 1.5, 1, (1, 2))]),
+        (
+            "B",
+            [
+                _iv("B-1", "steam", 0, 9.0, -1, (1, 3)),  # taken back: not sent
+                _iv("B-1", "steam", 0, 4.0, 1, (1, None)),
+                _iv("B-2", "natural_gas", 15, 2.25, 1, (7,)),
+            ],
+        ),
+    ]
+    value = _intervals_batch(chunks)
+    assert value is not None
+    rows = pa.ipc.open_stream(value).read_all().to_pylist()
+    got = [
+        (r["account_id"], r["meter_id"], r["unit"], r["consumption"], r["source_seqs"])
+        for r in rows
+    ]
+    assert got == [
+        ("A", "A-1", "kWh", 1.5, [1, 2]),
+        ("B", "B-1", "GJ", 4.0, [1, None]),
+        ("B", "B-2", "Nm3", 2.25, [7]),
+    ]
+    assert rows[2]["start"].minute == 15  # 00:15 to 00:30
+    assert (rows[2]["end"] - rows[2]["start"]).total_seconds() == 900
+
+
+def test_intervals_batch_of_takebacks_only_is_none() -> None:
+    from streams.agents.accounting import _intervals_batch
+
+    assert _intervals_batch([("A", [_iv("A-1", "electricity", 0, 1.0, -1, (1, 2))])]) is None
