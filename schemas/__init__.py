@@ -4,12 +4,15 @@ from schemas.codec import (
     ARROW_FORMAT,
     FORMAT_HEADER,
     JSON_FORMAT,
+    arrow_row,
     arrow_schema,
     decode,
     decode_json,
     from_arrow,
+    message_format,
     parse_time,
     readings_from_message,
+    records_from_message,
     to_arrow,
 )
 from schemas.contracts import (
@@ -64,6 +67,7 @@ __all__ = [
     "SettingsError",
     "Topic",
     "all_topics",
+    "arrow_row",
     "arrow_schema",
     "canonical_unit",
     "conversion_factor",
@@ -73,7 +77,9 @@ __all__ = [
     "dlq_topic",
     "from_arrow",
     "load_settings",
+    "message_format",
     "parse_time",
     "readings_from_message",
+    "records_from_message",
     "to_arrow",
 ]

@@ -24,19 +24,22 @@ __all__ = [
     "ARROW_FORMAT",
     "FORMAT_HEADER",
     "JSON_FORMAT",
+    "arrow_row",
     "arrow_schema",
     "decode",
     "decode_json",
     "field_types",
     "from_arrow",
+    "message_format",
     "parse_time",
     "readings_from_message",
+    "records_from_message",
     "to_arrow",
 ]
 
 T = TypeVar("T", bound=Contract)
 
-#: Kafka header telling a `meter.readings` message's format apart.
+#: Kafka header telling a message's format apart (one JSON record or an Arrow batch).
 FORMAT_HEADER = "content-type"
 ARROW_FORMAT = b"application/vnd.apache.arrow.stream"
 JSON_FORMAT = b"application/json"
@@ -179,15 +182,17 @@ def arrow_schema(cls: type[Contract]) -> pa.Schema:
     return schema
 
 
+def _ipc_stream(rows: pa.RecordBatch | pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write(rows)
+    return sink.getvalue().to_pybytes()
+
+
 def to_arrow(cls: type[Contract], records: Iterable[Contract | Mapping[str, Any]]) -> bytes:
     """Records (or mappings) as one Arrow IPC stream holding one record batch."""
-    schema = arrow_schema(cls)
     rows = [r.asdict() if isinstance(r, Contract) else r for r in records]
-    batch = pa.RecordBatch.from_pylist(rows, schema=schema)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+    return _ipc_stream(pa.RecordBatch.from_pylist(rows, schema=arrow_schema(cls)))
 
 
 def from_arrow(data: bytes) -> pa.Table:
@@ -198,19 +203,46 @@ def from_arrow(data: bytes) -> pa.Table:
         raise ContractError(ReasonCode.BAD_ENCODING, f"not an Arrow IPC stream: {exc}") from None
 
 
-def readings_from_message(
-    value: bytes, headers: Mapping[str, bytes] | None
-) -> list[Reading | ContractError]:
-    """Every reading of one `meter.readings` message, decoded one by one.
+def arrow_row(data: bytes, row: int) -> bytes:
+    """Row `row` of an Arrow IPC stream as a one-row Arrow IPC stream, the same schema: a
+    bad row of a batch, verbatim, for the DLQ (see `ContractError.row`)."""
+    return _ipc_stream(from_arrow(data).slice(row, 1))
 
-    The simple, exact path (replay, tests, DLQ handling); the stream's hot path works
-    on the Arrow columns directly. A bad reading comes back as its ContractError so a
-    batch is never rejected whole for one bad row.
+
+Headers = Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]]
+
+
+def message_format(headers: Headers | None) -> bytes:
+    """A message's `content-type` (FORMAT_HEADER), JSON_FORMAT when it has none.
+
+    `headers` as Faust gives them (a dict) or aiokafka (pairs); values bytes or str.
     """
-    fmt = (headers or {}).get(FORMAT_HEADER, JSON_FORMAT)
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    fmt = dict(items).get(FORMAT_HEADER, JSON_FORMAT)
+    return fmt.encode() if isinstance(fmt, str) else bytes(fmt)
+
+
+def records_from_message(
+    cls: type[T], value: bytes, headers: Headers | None
+) -> list[T | ContractError]:
+    """Every record of one message on a contract's topic, decoded one by one, in order.
+
+    A message is one JSON record (header `content-type: application/json`, or none) or an
+    Arrow IPC stream of many (`application/vnd.apache.arrow.stream`, the contract's Arrow
+    schema). A record that breaks the contract comes back in its place as its
+    ContractError, so a batch is never rejected whole for one bad row. For the DLQ: an
+    error with `row` set is that Arrow row's (`arrow_row(value, error.row)` is the row
+    alone); one with `row` None is the message's, which goes whole: a bad JSON record, or
+    a message that cannot be read at all (not JSON, not an Arrow IPC stream, an unknown
+    content-type: reason bad_encoding).
+
+    The simple, exact path (agents of modest rates, replay, tests, DLQ handling); a hot
+    path may work on the Arrow columns directly.
+    """
+    fmt = message_format(headers)
     if fmt == JSON_FORMAT:
         try:
-            return [decode_json(Reading, value)]
+            return [decode_json(cls, value)]
         except ContractError as exc:
             return [exc]
     if fmt != ARROW_FORMAT:
@@ -219,10 +251,16 @@ def readings_from_message(
         rows = from_arrow(value).to_pylist()
     except ContractError as exc:
         return [exc]
-    out: list[Reading | ContractError] = []
-    for row in rows:
+    out: list[T | ContractError] = []
+    for i, row in enumerate(rows):
         try:
-            out.append(decode(Reading, row))
+            out.append(decode(cls, row))
         except ContractError as exc:
+            exc.row = i
             out.append(exc)
     return out
+
+
+def readings_from_message(value: bytes, headers: Headers | None) -> list[Reading | ContractError]:
+    """Every reading of one `meter.readings` message: `records_from_message(Reading, ...)`."""
+    return records_from_message(Reading, value, headers)

@@ -36,11 +36,18 @@ class ReasonCode(StrEnum):
 
 
 class ContractError(ValueError):
-    """A record that breaks its contract. Carries a reason code and the field at fault."""
+    """A record that breaks its contract. Carries a reason code and the field at fault.
 
-    def __init__(self, reason: ReasonCode, detail: str, field: str | None = None) -> None:
+    `row`: where the record sat in an Arrow batch of many (None: the message itself), so a
+    bad row can go to the DLQ on its own (`schemas.codec.records_from_message` sets it).
+    """
+
+    def __init__(
+        self, reason: ReasonCode, detail: str, field: str | None = None, row: int | None = None
+    ) -> None:
         self.reason = ReasonCode(reason)
         self.detail = detail
         self.field = field
+        self.row = row
         where = f" (field {field!r})" if field else ""
         super().__init__(f"{self.reason.value}{where}: {detail}")

@@ -25,10 +25,13 @@ from schemas import (
     EnergyInterval,
     Reading,
     ReasonCode,
+    arrow_row,
     decode,
     decode_json,
     from_arrow,
+    message_format,
     readings_from_message,
+    records_from_message,
     to_arrow,
 )
 from schemas.jsonschema import CONTRACTS
@@ -277,3 +280,46 @@ def test_one_bad_row_does_not_reject_the_batch() -> None:
     out = readings_from_message(sink.getvalue().to_pybytes(), {FORMAT_HEADER: ARROW_FORMAT})
     assert [type(x).__name__ for x in out] == ["Reading", "ContractError", "Reading"]
     assert out[1].reason is ReasonCode.UNKNOWN_UNIT
+
+
+def _window_row(account_id: str, **overrides: Any) -> dict[str, Any]:
+    return {**VALID[EmissionWindow], "account_id": account_id, "uncertain": False, **overrides}
+
+
+def test_records_from_message_reads_windows_as_arrow_batches_or_json() -> None:
+    rows = [_window_row("A"), _window_row("B", revision=2)]
+    arrow = to_arrow(EmissionWindow, [decode(EmissionWindow, r) for r in rows])
+    from_batch = records_from_message(EmissionWindow, arrow, [(FORMAT_HEADER, ARROW_FORMAT)])
+    one_by_one = [
+        records_from_message(EmissionWindow, json.dumps(r).encode(), None)[0] for r in rows
+    ]
+    assert from_batch == one_by_one
+    assert [(w.account_id, w.revision) for w in from_batch] == [("A", 1), ("B", 2)]
+    # headers as Faust gives them (a dict, str or bytes values) or aiokafka (pairs)
+    assert records_from_message(EmissionWindow, arrow, {FORMAT_HEADER: ARROW_FORMAT.decode()})
+    assert message_format(((FORMAT_HEADER, ARROW_FORMAT),)) == ARROW_FORMAT
+    assert message_format(None) == message_format({}) == JSON_FORMAT
+
+
+def test_a_bad_row_of_a_window_batch_comes_back_in_its_place_with_its_row() -> None:
+    rows = [_window_row("A"), _window_row("B", energy_type="plasma"), _window_row("C")]
+    for row in rows:
+        for name in ("window_start", "window_end"):
+            row[name] = datetime.fromisoformat(row[name])
+    arrow = to_arrow(EmissionWindow, rows)  # to_arrow does not check the contract
+    out = records_from_message(EmissionWindow, arrow, {FORMAT_HEADER: ARROW_FORMAT})
+    assert [getattr(x, "account_id", None) for x in out] == ["A", None, "C"]
+    error = out[1]
+    assert isinstance(error, ContractError) and error.row == 1
+    assert error.reason is ReasonCode.UNKNOWN_ENERGY_TYPE
+    # the row alone, verbatim (same schema), for the DLQ: it reads back to the same error
+    alone = arrow_row(arrow, error.row)
+    assert from_arrow(alone).schema == from_arrow(arrow).schema
+    (again,) = records_from_message(EmissionWindow, alone, {FORMAT_HEADER: ARROW_FORMAT})
+    assert isinstance(again, ContractError) and again.reason is error.reason
+    assert from_arrow(alone).to_pylist()[0]["account_id"] == "B"
+    # the message's own errors have no row: the message goes to the DLQ whole
+    for value, fmt in ((b"garbage", ARROW_FORMAT), (b"{", JSON_FORMAT), (b"x", b"text/csv")):
+        (bad,) = records_from_message(EmissionWindow, value, {FORMAT_HEADER: fmt})
+        assert isinstance(bad, ContractError) and bad.row is None
+        assert bad.reason is ReasonCode.BAD_ENCODING
