@@ -144,10 +144,16 @@ def apply_intervals(
     for _meter, et, start, end, consumption, uncertain, _event, _seqs, sign in intervals:
         ws = start - start % WINDOW_MS
         if end <= ws + WINDOW_MS:  # the common case: inside one window
-            shares: Iterable[tuple[int, float]] = ((ws, consumption),)
-        else:
-            shares = split_interval(start, end, consumption)
-        for ws, share in shares:
+            key = (et, ws)
+            w = windows.get(key)
+            if w is None:
+                w = windows[key] = [0.0, 0, 0, None]
+            w[_CONS] += sign * consumption
+            if uncertain:
+                w[_UNC] += sign
+            touched.add(key)
+            continue
+        for ws, share in split_interval(start, end, consumption):
             key = (et, ws)
             w = windows.get(key)
             if w is None:
@@ -242,9 +248,8 @@ def process(
     re-examined (a factor revision re-emits those whose factor changed).
     """
     result = normalise(state.meters, cols, grace_ms)
-    for meter in state.meters.values():
-        if meter.last_ts > state.watermark:
-            state.watermark = meter.last_ts
+    if result.latest > state.watermark:
+        state.watermark = result.latest
     touched = apply_intervals(state.windows, result.intervals)
     if state.factor_generation != factors.generation or state.region != region:
         touched = set(state.windows)

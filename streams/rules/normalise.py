@@ -66,7 +66,7 @@ Interval = tuple[str, str, int, int, float, bool, str, tuple[int, ...], int]
 class MeterState:
     """What normalising remembers of one meter (values in canonical units).
 
-    `readings`: kept cumulative readings `[ts_ms, value, seq, uncertain]` sorted by ts:
+    `readings`: kept cumulative readings `(ts_ms, value, seq, uncertain)` sorted by ts:
     those within the grace period of `last_ts`, plus the latest one before it (the
     anchor a late reading may follow). `periods`: kept interval readings
     `{ts_ms: value}` for duplicate detection.
@@ -75,7 +75,9 @@ class MeterState:
     energy_type: str
     last_ts: int = -(2**62)
     counter_max: float | None = None
-    readings: list[list[Any]] = field(default_factory=list)
+    # tuples, not lists: never changed in place, and a tuple of numbers is left alone by
+    # the garbage collector (a worker holds millions of them)
+    readings: list[tuple[Any, ...]] = field(default_factory=list)
     periods: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +97,7 @@ class MeterState:
             energy_type=data["energy_type"],
             last_ts=data["last_ts"],
             counter_max=data["counter_max"],
-            readings=[list(r) for r in data["readings"]],
+            readings=[tuple(r) for r in data["readings"]],
             periods={int(ts): v for ts, v in data["periods"]},
         )
 
@@ -130,6 +132,7 @@ class NormaliseResult:
     rejected: list[tuple[int, ContractError]] = field(default_factory=list)  # (row, error)
     duplicates: dict[str, int] = field(default_factory=dict)  # per energy type
     used: int = 0  # readings that went into intervals (or wait as a meter's first)
+    latest: int = -(2**62)  # the latest last_ts of the meters this batch moved on
 
 
 def pair_consumption(
@@ -202,13 +205,13 @@ def _check(cols: Columns, i: int) -> float:
 
 
 def _between(
-    meter_id: str, et: str, a: list[Any], b: list[Any], cmax: float | None, sign: int
+    meter_id: str, et: str, a: Sequence[Any], b: Sequence[Any], cmax: float | None, sign: int
 ) -> Interval:
     consumption, event = pair_consumption(a[1], b[1], cmax)
     return (meter_id, et, a[0], b[0], consumption, bool(a[3] or b[3]), event, (a[2], b[2]), sign)
 
 
-def _ts_key(r: list[Any]) -> int:
+def _ts_key(r: Sequence[Any]) -> int:
     return r[0]
 
 
@@ -220,7 +223,11 @@ def normalise(meters: dict[str, MeterState], cols: Columns, grace_ms: int) -> No
     """
     out = NormaliseResult()
     intervals = out.intervals
-    touched: set[str] = set()
+    add = intervals.append
+    touched: set[str] = set()  # to prune after the batch (the in-order case prunes in line)
+    used = 0
+    latest = out.latest
+    seqs = cols.seq
     conversions = _CONVERSIONS
     kinds = _KINDS
     qualities = _QUALITIES
@@ -259,8 +266,8 @@ def normalise(meters: dict[str, MeterState], cols: Columns, grace_ms: int) -> No
             state = meters[meter_id] = MeterState(energy_type=et)
         if cmax is not None:
             state.counter_max = cmax * factor
-        touched.add(meter_id)
         if kind == _INTERVAL:
+            touched.add(meter_id)
             known = state.periods.get(ts)
             if known is not None:
                 if _duplicate(out, et, known, value, i):
@@ -276,19 +283,41 @@ def normalise(meters: dict[str, MeterState], cols: Columns, grace_ms: int) -> No
                 )  # fmt: skip
             if ts > state.last_ts:
                 state.last_ts = ts
-            out.used += 1
+                if ts > latest:
+                    latest = ts
+            used += 1
             continue
         readings = state.readings
-        new = [ts, value, cols.seq[i], uncertain]
+        new = (ts, value, seqs[i], uncertain)
         if ts > state.last_ts or not readings:
-            # the common case: the meter's newest reading
-            if readings and readings[-1][0] < ts:
-                intervals.append(_between(meter_id, et, readings[-1], new, state.counter_max, 1))
+            # the common case, the meter's newest reading: `_between` and `_prune` inlined
+            if readings:
+                prev = readings[-1]
+                start = prev[0]
+                if start < ts:
+                    before = prev[1]
+                    if value >= before:
+                        consumption, event = value - before, ""
+                    else:
+                        consumption, event = pair_consumption(before, value, state.counter_max)
+                    add((meter_id, et, start, ts, consumption, bool(prev[3] or uncertain),
+                         event, (prev[2], new[2]), 1))  # fmt: skip
             readings.append(new)
             if ts > state.last_ts:
                 state.last_ts = ts
-            out.used += 1
+                if ts > latest:
+                    latest = ts
+            horizon = state.last_ts - grace_ms
+            if len(readings) > 1 and readings[1][0] <= horizon:
+                if len(readings) > 2 and readings[2][0] > horizon:  # one fell out: the usual
+                    del readings[0]
+                else:
+                    del readings[: bisect_left(readings, horizon + 1, key=_ts_key) - 1]
+            if state.periods:
+                touched.add(meter_id)
+            used += 1
             continue
+        touched.add(meter_id)
         at = bisect_left(readings, ts, key=_ts_key)
         if at < len(readings) and readings[at][0] == ts:
             _duplicate(out, et, readings[at][1], value, i)
@@ -306,9 +335,11 @@ def normalise(meters: dict[str, MeterState], cols: Columns, grace_ms: int) -> No
         if after is not None:
             intervals.append(_between(meter_id, et, new, after, cmax_m, 1))
         readings.insert(at, new)
-        out.used += 1
+        used += 1
     for meter_id in touched:
         _prune(meters[meter_id], grace_ms)
+    out.used = used
+    out.latest = latest
     return out
 
 
