@@ -2,13 +2,17 @@
 
 Two agents share one state (`LabelBook`, over Faust tables): `labelling` reads
 `emissions.windows`, `accounts.registry` and `accounts.denominators` (produced on the
-partition of their account), `labelling-benchmarks` reads an internal fan-out of
-`benchmarks` (every benchmark is copied to every partition by a third agent, so each
-worker sees them all and re-evaluates only the accounts it owns). All these topics have
+partition of their account; a windows message is one JSON window or an Arrow IPC batch of
+many, all of accounts of its partition: `schemas.codec.records_from_message`),
+`labelling-benchmarks` reads an internal fan-out of `benchmarks` (every benchmark is
+copied to every partition by a third agent, so each worker sees them all and re-evaluates
+only the accounts it owns). All these topics have
 the same partition count, so Faust gives the same partition numbers of all of them to one
 worker. Each record re-evaluates only the accounts it can change:
 
-- a window: its account (and only when it changes a closed month or closes one);
+- a window: its account (and only when it changes a closed month or closes one); the
+  windows of a batch in row order, a bad row to `emissions.windows.dlq` alone (a one-row
+  Arrow batch), a message that cannot be read at all whole;
 - a registry entry or a denominator: its account;
 - a benchmark: the accounts of that area, industry code prefix and region;
 - a factor revision arrives as windows with a higher revision: they replace, never add.
@@ -27,7 +31,14 @@ from typing import Any
 
 import faust
 
-from schemas.codec import decode, decode_json
+from schemas.codec import (
+    ARROW_FORMAT,
+    FORMAT_HEADER,
+    arrow_row,
+    decode,
+    decode_json,
+    records_from_message,
+)
 from schemas.contracts import Account, AccountLabel, Benchmark, Denominator, EmissionWindow
 from schemas.dlq import dlq_headers, dlq_topic
 from schemas.errors import ContractError
@@ -323,18 +334,23 @@ def register(
         windows=app.Table("labelling-windows", partitions=partitions),
         benchmarks=app.Table("labelling-benchmarks", partitions=partitions),
     )
-    topics = (windows_t, registry_t, denominators_t, fanout_name)
+    topics = (registry_t, denominators_t, fanout_name)
 
     @app.on_rebalance_complete.connect
     async def _recovered(sender: object, **_: object) -> None:
         book.reload()  # the benchmarks table may hold rows recovered from its changelog
 
     async def _reject(event: faust.types.EventT, topic_name: str, exc: ContractError) -> None:
+        # the record verbatim, with its content-type if it had one: the message, or the
+        # bad row of an Arrow batch on its own (a one-row batch)
         msg = event.message
+        value, fmt = msg.value, (event.headers or {}).get(FORMAT_HEADER)
+        if exc.row is not None:
+            value, fmt = arrow_row(msg.value, exc.row), ARROW_FORMAT
+        headers = [(FORMAT_HEADER, fmt)] if fmt else []
+        headers += dlq_headers(exc, topic=topic_name, partition=msg.partition, offset=msg.offset)
         await app.topic(dlq_topic(topic_name), **raw).send(
-            key=msg.key,
-            value=msg.value,
-            headers=dlq_headers(exc, topic=topic_name, partition=msg.partition, offset=msg.offset),
+            key=msg.key, value=value, headers=headers
         )
 
     async def _consume(stream: faust.StreamT) -> None:
@@ -343,14 +359,24 @@ def register(
         # equal partition counts), and the agents share the book without awaiting inside it
         async for event in stream.events():
             msg = event.message
-            EVENTS_IN.labels(agent=AGENT).inc()
-            try:
-                key = (msg.key or b"").decode()
-                out = _dispatch(book, msg.topic, key, msg.value, msg.partition, topics=topics)
-            except ContractError as exc:
-                source_topic = benchmarks_t if msg.topic == fanout_name else msg.topic
-                await _reject(event, source_topic, exc)
-                continue
+            source_topic = benchmarks_t if msg.topic == fanout_name else msg.topic
+            if msg.topic == windows_t:
+                # one JSON window or an Arrow batch of many (all of this partition's
+                # accounts); a bad row is rejected alone, the others go on
+                windows = _windows_of(msg.value, event.headers)
+                EVENTS_IN.labels(agent=AGENT).inc(len(windows))  # windows, not messages
+                out = _on_windows(book, windows, msg.partition)
+                for w in windows:
+                    if isinstance(w, ContractError):
+                        await _reject(event, source_topic, w)
+            else:
+                EVENTS_IN.labels(agent=AGENT).inc()
+                try:
+                    key = (msg.key or b"").decode()
+                    out = _dispatch(book, msg.topic, key, msg.value, msg.partition, topics=topics)
+                except ContractError as exc:
+                    await _reject(event, source_topic, exc)
+                    continue
             for lab in out:
                 await labels.send(key=lab.account_id.encode(), value=lab.dumps())
                 EVENTS_OUT.labels(agent=AGENT, topic=labels_t).inc()
@@ -373,6 +399,23 @@ def register(
     app.agent(fanout, name="labelling-benchmarks")(_consume)
 
 
+def _windows_of(value: bytes | None, headers: Any) -> list[EmissionWindow | ContractError]:
+    # every window of one emissions.windows message, in row order (a tombstone: none)
+    return [] if value is None else records_from_message(EmissionWindow, value, headers)
+
+
+def _on_windows(
+    book: LabelBook, windows: list[EmissionWindow | ContractError], partition: int
+) -> list[AccountLabel]:
+    # the windows through the book in row order, without awaiting (the agents share the
+    # book); the rejected ones are skipped, the caller sends them to the DLQ
+    out: list[AccountLabel] = []
+    for w in windows:
+        if not isinstance(w, ContractError):
+            out += book.on_window(w, partition)
+    return out
+
+
 def _dispatch(
     book: LabelBook,
     name: str,
@@ -380,13 +423,10 @@ def _dispatch(
     value: bytes | None,
     partition: int,
     *,
-    topics: tuple[str, str, str, str],
+    topics: tuple[str, str, str],
 ) -> list[AccountLabel]:
-    windows_t, registry_t, denominators_t, fanout_t = topics
-    if name == windows_t:
-        if value is None:
-            return []
-        return book.on_window(decode_json(EmissionWindow, value), partition)
+    # one record of the registry, the denominators or the benchmarks' fan-out
+    registry_t, denominators_t, fanout_t = topics
     if name == registry_t:
         if value is None:
             return book.on_account_deleted(key)

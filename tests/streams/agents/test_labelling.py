@@ -1,5 +1,6 @@
 """The labelling agent's state (LabelBook) and relabels: each trigger touches only the
-accounts it affects. The agent's Faust wiring is tested end to end in tests/e2e/."""
+accounts it affects; the agent in-process on the real broker takes windows as Arrow
+batches as it takes them as JSON (more of its Faust wiring end to end in tests/e2e/)."""
 
 from __future__ import annotations
 
@@ -241,3 +242,270 @@ def test_state_keeps_only_the_months_an_evaluation_needs(city: Any) -> None:
     # a window of 2028-03 moves the latest month: everything before 2026-03 is dropped
     b.book.on_window(window("A1", 3, 1.0, year=2028))
     assert sorted(b.book.accounts["A1"]["months"]) == ["2028-03"]
+
+
+# ---------------------------------------------------------------- the agent, on the broker
+
+PARTITIONS = 2
+#: industry code -> (benchmark, colour): 12 t per 10k yuan is K 1.2 against 10, 0.6 against 20
+INDUSTRIES = {"C2614": (10.0, "light_green"), "C3011": (20.0, "dark_green")}
+
+
+def _year_of_windows(account_id: str) -> list[EmissionWindow]:
+    # 100 t in every month of 2025, then a window of 2026-01 that closes 2025
+    return [window(account_id, m, 100.0) for m in range(1, 13)] + [
+        window(account_id, 1, 1.0, year=2026)
+    ]
+
+
+def _interleaved(ids: list[str]) -> list[EmissionWindow]:
+    # the accounts' windows in one batch, row by row in turn (each account's in order)
+    years = [_year_of_windows(a) for a in ids]
+    return [w for ws in zip(*years, strict=True) for w in ws]
+
+
+class _Agent:
+    """The labelling agents of a Faust app in this process, on topics of their own, with
+    accounts, denominators and benchmarks already in their tables."""
+
+    def __init__(self, bootstrap: str, settings: Any, unique: str) -> None:
+        self.bootstrap, self.unique = bootstrap, unique
+        settings.kafka.partitions = PARTITIONS
+        settings.streams.app_id = f"labelling-agent-{unique}"
+        settings.streams.timezone = "UTC"
+        settings.data_path.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives under it
+        self.settings = settings
+
+    def name(self, topic: str) -> str:
+        return f"{topic}.{self.unique}"
+
+    def accounts(self, prefix: str, per_partition: int) -> dict[int, list[str]]:
+        """Account ids of ours, `per_partition` on each partition of the windows' topic."""
+        from streams.registry import partition_for
+
+        found: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+        i = 0
+        while any(len(ids) < per_partition for ids in found.values()):
+            account_id = f"{prefix}{i}-{self.unique}"
+            ids = found[partition_for(account_id, PARTITIONS)]
+            if len(ids) < per_partition:
+                ids.append(account_id)
+            i += 1
+        return found
+
+    async def start(self, industry_of: dict[str, str]) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        from infra.broker import ensure_topics
+        from schemas.topics import dlq
+        from streams.agents import labelling
+        from streams.app import create_app
+        from streams.registry import benchmark_key, denominator_key, produce
+
+        specs = [(self.name(t), PARTITIONS, False) for t in labelling.TOPICS]
+        specs += [(dlq(self.name(t)), PARTITIONS, False) for t in labelling.TOPICS]
+        await ensure_topics(self.bootstrap, specs)
+        self.app = create_app(self.settings, self.bootstrap, agents=[])
+        labelling.register(self.app, self.settings, topic=self.name)
+        self.labels = AIOKafkaConsumer(
+            self.name("accounts.labels"), bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest", group_id=f"labels-{self.unique}",
+        )  # fmt: skip
+        self.dlq = AIOKafkaConsumer(
+            dlq(self.name("emissions.windows")), bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest", group_id=f"dlq-{self.unique}",
+        )  # fmt: skip
+        await self.labels.start()
+        await self.dlq.start()
+        await self.app.start()
+        benches = [benchmark(code[:3], "*", value) for code, (value, _) in INDUSTRIES.items()]
+        await produce(
+            self.bootstrap, self.name("benchmarks"), [(benchmark_key(b), b, None) for b in benches]
+        )
+        await produce(
+            self.bootstrap,
+            self.name("accounts.registry"),
+            [(a, account(a, code, "east"), None) for a, code in industry_of.items()],
+        )
+        dens = [denominator(a, 100.0) for a in industry_of]
+        await produce(
+            self.bootstrap,
+            self.name("accounts.denominators"),
+            [(denominator_key(d), d, d.account_id) for d in dens],
+        )
+        # the windows come after all of it, so each account's labels are the same whatever
+        # order the agent takes the reference topics in
+        await self._until_known(industry_of, [benchmark_key(b) for b in benches], timeout=60)
+
+    async def _until_known(self, accounts: Any, benches: list[str], timeout: float) -> None:
+        import asyncio
+        import time
+
+        states, known = (
+            self.app.tables["labelling-accounts"],
+            self.app.tables["labelling-benchmarks"],
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = [states.get(a) for a in accounts]
+            if all(s and s["account"] and s["denominators"] for s in ready) and all(
+                b in known for b in benches
+            ):
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError("the agent did not take the reference data in time")
+
+    async def send_json(self, windows: list[EmissionWindow]) -> None:
+        from streams.registry import produce
+
+        await produce(
+            self.bootstrap,
+            self.name("emissions.windows"),
+            [(w.account_id, w, None) for w in windows],
+        )
+
+    async def send_raw(self, partition: int, *values: bytes) -> None:
+        """Messages as the accounting agent sends a batch: key None, an explicit partition,
+        header content-type Arrow."""
+        from aiokafka import AIOKafkaProducer
+
+        from schemas.codec import ARROW_FORMAT, FORMAT_HEADER
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(
+                    self.name("emissions.windows"),
+                    value,
+                    key=None,
+                    partition=partition,
+                    headers=[(FORMAT_HEADER, ARROW_FORMAT)],
+                )
+        finally:
+            await producer.stop()
+
+    async def read(self, consumer: Any, want: int, timeout: float, parse: Any = None) -> list:
+        """`want` records of `consumer` (at most `timeout` s), then any more for 2 s."""
+        import time
+
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(out) < want:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out += [parse(r) if parse else r for r in records]
+        for records in (await consumer.getmany(timeout_ms=2000)).values():  # any extra
+            out += [parse(r) if parse else r for r in records]
+        return out
+
+    async def stop(self) -> None:
+        import asyncio
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.app.stop(), 30)
+        await self.labels.stop()
+        await self.dlq.stop()
+
+
+@pytest.fixture
+async def agent(bootstrap: str, settings: Any, unique: str) -> Any:
+    run = _Agent(bootstrap, settings, unique)
+    yield run
+    if hasattr(run, "app"):
+        await run.stop()
+
+
+def _label(record: Any) -> dict[str, Any]:
+    import json
+
+    return json.loads(record.value)
+
+
+def _events_in() -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "carbon_accounts_stream_events_in_total", {"agent": "labelling"}
+    )
+    return value or 0.0
+
+
+async def test_arrow_batches_of_windows_label_as_the_same_windows_in_json(agent: _Agent) -> None:
+    from schemas.codec import to_arrow
+
+    # four accounts whose windows come in Arrow batches, two on each partition (one batch
+    # per partition, the accounts' rows interleaved), and their twins' in JSON, one a message
+    by_partition = agent.accounts("A", 2)
+    arrow_ids = [a for ids in by_partition.values() for a in ids]
+    twins = {a: f"J{i}-{agent.unique}" for i, a in enumerate(arrow_ids)}
+    codes = list(INDUSTRIES)
+    industry_of = {a: codes[i % 2] for i, a in enumerate(arrow_ids)}
+    industry_of |= {twins[a]: code for a, code in list(industry_of.items())}
+    await agent.start(industry_of)
+    before = _events_in()
+
+    await agent.send_json([w for a in arrow_ids for w in _year_of_windows(twins[a])])
+    for partition, ids in by_partition.items():
+        await agent.send_raw(partition, to_arrow(EmissionWindow, _interleaved(ids)))
+    # each account: no colour when 2025-01 closes (months before it missing), then its colour
+    got = await agent.read(agent.labels, 2 * len(industry_of), timeout=60, parse=_label)
+
+    def labels_of(account_id: str) -> list[dict[str, Any]]:
+        return [
+            {k: v for k, v in x.items() if k not in ("account_id", "ts")}
+            for x in got
+            if x["account_id"] == account_id
+        ]
+
+    for a in arrow_ids:
+        mine = labels_of(a)
+        assert mine == labels_of(twins[a]), (a, got)
+        assert [(x["new_colour"], x["reason"]) for x in mine] == [
+            (None, "incomplete_period"),
+            (INDUSTRIES[industry_of[a]][1], "emissions_change"),
+        ]
+    assert len(got) == 2 * len(industry_of)
+    # the counter counts windows, not messages: 13 per account
+    assert _events_in() - before == 13 * len(industry_of)
+    assert await agent.read(agent.dlq, 0, timeout=0) == []
+
+
+async def test_a_bad_row_goes_to_the_dlq_alone_and_the_batch_goes_on(agent: _Agent) -> None:
+    from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, from_arrow, to_arrow
+
+    partition, ids = next(iter(agent.accounts("B", 2).items()))
+    industry_of = dict(zip(ids, INDUSTRIES, strict=True))
+    await agent.start(industry_of)
+    before = _events_in()
+
+    rows = [w.asdict() for w in _interleaved(ids)]
+    bad = {**rows[4], "energy_type": "plasma"}  # between two good rows
+    batch = to_arrow(EmissionWindow, [*rows[:5], bad, *rows[5:]])
+    await agent.send_raw(partition, batch, b"not an Arrow stream")
+
+    got = await agent.read(agent.labels, 2 * len(ids), timeout=60, parse=_label)
+    final = {x["account_id"]: x["new_colour"] for x in got}
+    assert final == {a: INDUSTRIES[code][1] for a, code in industry_of.items()}, got
+    dead = await agent.read(agent.dlq, 2, timeout=30)
+    assert len(dead) == 2, dead
+    by_reason = {dict(r.headers)["reason"]: r for r in dead}
+    assert set(by_reason) == {b"unknown_energy_type", b"bad_encoding"}
+    # the bad row alone, as a one-row Arrow batch of the same schema, with where it came from
+    row = by_reason[b"unknown_energy_type"]
+    headers = dict(row.headers)
+    assert headers[FORMAT_HEADER] == ARROW_FORMAT
+    assert headers["field"] == b"energy_type"
+    assert headers["source-topic"] == agent.name("emissions.windows").encode()
+    assert headers["source-partition"] == str(partition).encode()
+    alone = from_arrow(row.value)
+    assert alone.schema == from_arrow(batch).schema
+    assert [(r["account_id"], r["energy_type"]) for r in alone.to_pylist()] == [
+        (bad["account_id"], "plasma")
+    ]
+    # a message that is not Arrow at all: whole, verbatim
+    whole = by_reason[b"bad_encoding"]
+    assert whole.value == b"not an Arrow stream"
+    assert int(dict(whole.headers)["source-offset"]) == int(headers["source-offset"]) + 1
+    # windows counted: the batch's 26 good rows and its bad one, and the unreadable message
+    assert _events_in() - before == 26 + 1 + 1
