@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import TopicPartition
 
+from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, arrow_row
 from schemas.dlq import dlq_headers, dlq_topic
 from schemas.errors import ContractError
 from schemas.settings import Settings
@@ -119,19 +120,24 @@ class Sink:
         for tp, messages in batch.items():
             for msg in messages:
                 try:
-                    self.writer.add(
+                    rejected = self.writer.add(
                         tp.topic, tp.partition, msg.offset, msg.value, msg.timestamp, msg.headers
                     )
                 except ContractError as exc:
+                    rejected = [exc]
+                for exc in rejected:
                     await self._dead_letter(tp, msg, exc)
 
     async def _dead_letter(self, tp: TopicPartition, msg: Any, exc: ContractError) -> None:
+        """The record verbatim to the topic's `.dlq`: the message, or a batch's bad row
+        alone (a one-row Arrow batch, with its content-type)."""
         assert self.producer is not None
-        headers = dlq_headers(exc, topic=tp.topic, partition=tp.partition, offset=msg.offset)
+        value, headers = msg.value, []
+        if exc.row is not None:
+            value, headers = arrow_row(msg.value, exc.row), [(FORMAT_HEADER, ARROW_FORMAT)]
+        headers += dlq_headers(exc, topic=tp.topic, partition=tp.partition, offset=msg.offset)
         # waits for the broker's ack: the offset is committed with the batch after this
-        await self.producer.send_and_wait(
-            dlq_topic(tp.topic), msg.value, key=msg.key, headers=headers
-        )
+        await self.producer.send_and_wait(dlq_topic(tp.topic), value, key=msg.key, headers=headers)
         self.dead_letters += 1
 
     def _pause(self) -> None:

@@ -1,7 +1,9 @@
 """The ClickHouse writer: Kafka records in, idempotent batches out.
 
 - Each record is decoded against its contract (`schemas.codec.decode_json`); a bad one
-  raises `ContractError` so the consumer can send it to the topic's `.dlq`.
+  raises `ContractError` so the consumer can send it to the topic's `.dlq`. An Arrow IPC
+  batch of records is decoded row by row: its good rows are taken, its bad ones returned
+  (each to the `.dlq` alone), an unreadable batch raises.
 - Rows are gathered per table and per Kafka partition. A batch is due when it holds
   `batch_rows` rows or its oldest row is `batch_seconds` old.
 - `store_pending` writes the batch: one INSERT per table with an
@@ -26,7 +28,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, decode, field_types, from_arrow, parse_time
+from schemas.codec import (
+    ARROW_FORMAT,
+    decode,
+    field_types,
+    message_format,
+    parse_time,
+    records_from_message,
+)
 from schemas.contracts import (
     Account,
     AccountLabel,
@@ -256,13 +265,14 @@ class Writer:
         value: bytes | None,
         timestamp_ms: int,
         headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> None:
+    ) -> list[ContractError]:
         """Decode one record (or an Arrow IPC batch of records, by its `content-type`
-        header) and add its rows to the pending batch.
+        header) and add its rows to the pending batch; returns the errors of a batch's
+        bad rows (each with its `row`: the caller sends that row alone to the `.dlq`).
 
-        Raises ContractError for a record that breaks its contract (the caller sends it
-        to the `.dlq`); its offset still counts as handled. A batch is taken whole or not
-        at all.
+        Raises ContractError for a record that breaks its contract, or a batch that cannot
+        be read at all (the caller sends the message to the `.dlq`); its offset still
+        counts as handled.
         """
         self._track(topic, partition, offset)
         standard = self.topics.get(topic)
@@ -271,12 +281,20 @@ class Writer:
         spec = SINK_TOPICS[standard]
         if value is None:
             raise ContractError(ReasonCode.BAD_ENCODING, "empty record (tombstone)")
-        if headers and dict(headers).get(FORMAT_HEADER) == ARROW_FORMAT:
-            records = [decode(spec.contract, r).asdict() for r in from_arrow(value).to_pylist()]
-        else:
-            records = [_decoder(spec.contract)(value)]
-        for record in records:
+        if message_format(headers) != ARROW_FORMAT:
+            record = _decoder(spec.contract)(value)
             self._add_row(spec, standard, topic, partition, offset, record, timestamp_ms)
+            return []
+        rejected: list[ContractError] = []
+        for item in records_from_message(spec.contract, value, headers):
+            if isinstance(item, ContractError):
+                if item.row is None:
+                    raise item  # not an Arrow IPC stream at all: the message is rejected
+                rejected.append(item)
+            else:
+                row = item.asdict()
+                self._add_row(spec, standard, topic, partition, offset, row, timestamp_ms)
+        return rejected
 
     def _add_row(
         self,

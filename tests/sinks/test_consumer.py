@@ -72,6 +72,60 @@ async def test_sink_stores_every_topic_then_commits(
     assert dead[0].value == b'{"account_id": "E1"}'
 
 
+async def test_a_bad_row_of_a_window_batch_goes_to_the_dlq_alone(
+    store: Store, bootstrap: str, unique: str
+) -> None:
+    # windows as the accounting agent sends them: an Arrow batch of many accounts' windows,
+    # key None, the accounts' partition
+    from aiokafka import AIOKafkaProducer
+
+    from infra.broker import ensure_topics
+    from schemas import ARROW_FORMAT, FORMAT_HEADER, EmissionWindow, from_arrow, to_arrow
+
+    topic = f"emissions.windows.{unique}"
+    await ensure_topics(bootstrap, [(topic, 2, False), (f"{topic}.dlq", 1, False)])
+    start = "2026-01-05T00:00:00+00:00"
+    good = [dataset.window(a, "electricity", start, 1.0, 0) for a in ("A", "B")]
+    bad = {**good[0].asdict(), "account_id": "C", "energy_type": "plasma"}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        batch = to_arrow(EmissionWindow, [good[0], bad, good[1]])
+        headers = [(FORMAT_HEADER, ARROW_FORMAT)]
+        await producer.send_and_wait(topic, batch, partition=1, headers=headers)
+    finally:
+        await producer.stop()
+    settings = Settings(sinks=SinkSettings(batch_rows=100, batch_seconds=0.2))
+    group = f"sink-arrow-{unique}"
+    sink = Sink(
+        Writer(store, batch_rows=100, batch_seconds=0.2),
+        settings,
+        bootstrap,
+        topics={topic: "emissions.windows"},
+        group_id=group,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and not await committed_equals_end(
+            bootstrap, group, [topic]
+        ):
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert sink.dead_letters == 1
+    rows = store.query("SELECT account_id FROM emissions_15m FINAL ORDER BY account_id")
+    assert rows.result_rows == [("A",), ("B",)]
+    (dead,) = await read_all(bootstrap, f"{topic}.dlq", 1)
+    headers = dict(dead.headers)
+    assert headers["reason"] == b"unknown_energy_type" and headers[FORMAT_HEADER] == ARROW_FORMAT
+    assert headers["source-partition"] == b"1" and headers["source-offset"] == b"0"
+    assert [r["account_id"] for r in from_arrow(dead.value).to_pylist()] == ["C"]
+
+
 @pytest.mark.skip(
     reason="the embedded broker (noida-db 0.2.3) never completes a rebalance after a member's "
     "commit is refused with IllegalGeneration during it; plain aiokafka consumers show the "

@@ -268,3 +268,26 @@ def test_arrow_batches_of_intervals_are_stored_whole(store: Store) -> None:
         "SELECT meter_id, consumption FROM energy_intervals FINAL ORDER BY meter_id"
     ).result_rows
     assert rows == [("M1", 1.5), ("M2", 2.5)]
+
+
+def test_arrow_batches_of_windows_store_their_good_rows_and_return_the_bad(store: Store) -> None:
+    # the accounting agent sends emissions.windows as Arrow IPC batches of many accounts' windows
+    from schemas import ARROW_FORMAT, FORMAT_HEADER, EmissionWindow, arrow_row, from_arrow, to_arrow
+
+    good = [window(a, "electricity", START.isoformat(), t, 0) for a, t in (("A", 1.5), ("B", 2.5))]
+    bad = {**good[0].asdict(), "account_id": "C", "tco2e": float("nan")}
+    batch = to_arrow(EmissionWindow, [good[0], bad, good[1]])
+    headers = [(FORMAT_HEADER, ARROW_FORMAT)]
+    writer = Writer(store, timezone="Asia/Shanghai")
+    (error,) = writer.add("emissions.windows", 0, 0, batch, 0, headers)
+    assert (error.reason, error.field, error.row) == (ReasonCode.NOT_FINITE, "tco2e", 1)
+    assert from_arrow(arrow_row(batch, error.row)).to_pylist()[0]["account_id"] == "C"
+    with pytest.raises(ContractError) as info:
+        writer.add("emissions.windows", 0, 1, b"not arrow", 0, headers)
+    assert info.value.reason is ReasonCode.BAD_ENCODING and info.value.row is None
+    assert writer.add("emissions.windows", 0, 2, good[0].dumps(), 0) == []  # JSON still
+    assert writer.store_pending() == {("emissions.windows", 0): 3}
+    rows = store.query(
+        "SELECT account_id, tco2e, utc_offset_minutes FROM emissions_15m FINAL ORDER BY account_id"
+    ).result_rows
+    assert rows == [("A", 1.5, 480), ("B", 2.5, 480)]
