@@ -24,6 +24,24 @@ def _key(record: object) -> bytes:
     ).encode()
 
 
+async def _run_until_committed(
+    sink: Sink, bootstrap: str, group: str, topics: list[str], timeout: float = 60
+) -> None:
+    """Run `sink` until its group committed the end of `topics` (or `timeout`), then stop."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not await committed_equals_end(
+            bootstrap, group, topics
+        ):
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
 async def test_sink_stores_every_topic_then_commits(
     store: Store, bootstrap: str, unique: str
 ) -> None:
@@ -36,18 +54,7 @@ async def test_sink_stores_every_topic_then_commits(
     writer = Writer(store, batch_rows=7, batch_seconds=0.2)
     group = f"sink-{unique}"
     sink = Sink(writer, settings, bootstrap, topics=names, group_id=group)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sink.run(stop))
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline and not await committed_equals_end(
-            bootstrap, group, names
-        ):
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.3)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    await _run_until_committed(sink, bootstrap, group, list(names))
     assert await committed_equals_end(bootstrap, group, names)
     assert sink.stored_batches >= 2 and sink.dead_letters == 1
     # the same hand-computed answers as the direct load (tests/sinks/dataset.py)
@@ -95,27 +102,11 @@ async def test_a_bad_row_of_a_window_batch_goes_to_the_dlq_alone(
         await producer.send_and_wait(topic, batch, partition=1, headers=headers)
     finally:
         await producer.stop()
-    settings = Settings(sinks=SinkSettings(batch_rows=100, batch_seconds=0.2))
+    settings = Settings(sinks=SinkSettings(batch_seconds=0.2))
     group = f"sink-arrow-{unique}"
-    sink = Sink(
-        Writer(store, batch_rows=100, batch_seconds=0.2),
-        settings,
-        bootstrap,
-        topics={topic: "emissions.windows"},
-        group_id=group,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(sink.run(stop))
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline and not await committed_equals_end(
-            bootstrap, group, [topic]
-        ):
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.3)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    writer = Writer(store, batch_seconds=0.2)
+    sink = Sink(writer, settings, bootstrap, topics={topic: "emissions.windows"}, group_id=group)
+    await _run_until_committed(sink, bootstrap, group, [topic])
     assert sink.dead_letters == 1
     rows = store.query("SELECT account_id FROM emissions_15m FINAL ORDER BY account_id")
     assert rows.result_rows == [("A",), ("B",)]
