@@ -24,8 +24,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.broker import EmbeddedBroker
-from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, to_arrow
-from schemas.contracts import EmissionFactor, Reading
+from schemas.codec import (
+    ARROW_FORMAT,
+    FORMAT_HEADER,
+    JSON_FORMAT,
+    decode,
+    records_from_message,
+    to_arrow,
+)
+from schemas.contracts import EmissionFactor, EmissionWindow, Reading
+from schemas.errors import ContractError
 from schemas.settings import Settings
 from streams.cli.replay_cmd import replay
 from streams.runtime import create_topics
@@ -107,8 +115,16 @@ async def _send_factor(bootstrap: str, factor: EmissionFactor) -> None:
         await producer.stop()
 
 
+Key = tuple[str, str, datetime]
+
+
+def _key(w: EmissionWindow) -> Key:
+    return (w.account_id, w.energy_type, w.window_start)
+
+
 class _Windows:
-    """Follows emissions.windows, keeping the highest revision of our accounts' windows."""
+    """Follows emissions.windows (one JSON window or an Arrow batch of many a message),
+    keeping the highest revision of our accounts' windows, as contract values."""
 
     def __init__(self, bootstrap: str, suffix: str, worker: subprocess.Popen[bytes]) -> None:
         self.worker = worker
@@ -116,7 +132,7 @@ class _Windows:
             "emissions.windows", bootstrap_servers=bootstrap, auto_offset_reset="earliest"
         )
         self.suffix = suffix
-        self.final: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.final: dict[Key, dict[str, Any]] = {}
 
     async def until(self, check: Any, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -124,20 +140,22 @@ class _Windows:
             batches = await self.consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
-                    w = json.loads(record.value)
-                    if not w["account_id"].endswith(self.suffix):
-                        continue
-                    key = (w["account_id"], w["energy_type"], w["window_start"])
-                    if key not in self.final or w["revision"] > self.final[key]["revision"]:
-                        self.final[key] = w
+                    for w in records_from_message(EmissionWindow, record.value, record.headers):
+                        assert not isinstance(w, ContractError), w
+                        if not w.account_id.endswith(self.suffix):
+                            continue
+                        key = _key(w)
+                        if key not in self.final or w.revision > self.final[key]["revision"]:
+                            self.final[key] = w.asdict()
             if check(self.final):
                 return True
         return False
 
 
-def _diff(live: dict[tuple[str, str, str], dict[str, Any]], expected: list[dict[str, Any]]) -> str:
+def _diff(live: dict[Key, dict[str, Any]], expected: list[dict[str, Any]]) -> str:
     """The first difference between live windows and replay's (all fields but revision)."""
-    want = {(w["account_id"], w["energy_type"], w["window_start"]): w for w in expected}
+    replayed = [decode(EmissionWindow, w) for w in expected]  # contract values, as live's
+    want = {_key(w): w.asdict() for w in replayed}
     if set(live) != set(want):
         return (
             f"{len(live)} windows live, {len(want)} replayed: {sorted(set(live) ^ set(want))[:3]}"
@@ -156,7 +174,7 @@ def _diff(live: dict[tuple[str, str, str], dict[str, Any]], expected: list[dict[
     return ""
 
 
-def _same(live: dict[tuple[str, str, str], dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
+def _same(live: dict[Key, dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
     return not _diff(live, expected)
 
 

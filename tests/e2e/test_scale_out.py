@@ -28,8 +28,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import DefaultPartitioner
 
-from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, to_arrow
-from schemas.contracts import Reading
+from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, records_from_message, to_arrow
+from schemas.contracts import EmissionWindow, Reading
+from schemas.errors import ContractError
 from schemas.settings import Settings
 from streams.cli.replay_cmd import replay
 from streams.runtime import create_topics
@@ -226,12 +227,14 @@ async def _windows(
         while time.monotonic() < deadline and all(w.poll() is None for w in workers):
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for r in records:
-                    w = json.loads(r.value)
-                    if not w["account_id"].endswith(unique):
-                        continue
-                    key = (w["account_id"], w["energy_type"], w["window_start"])
-                    if key not in final or w["revision"] > final[key]["revision"]:
-                        final[key] = w
+                    # one JSON window or an Arrow batch of many a message
+                    for w in records_from_message(EmissionWindow, r.value, r.headers):
+                        assert not isinstance(w, ContractError), w
+                        if not w.account_id.endswith(unique):
+                            continue
+                        key = (w.account_id, w.energy_type, w.window_start.isoformat())
+                        if key not in final or w.revision > final[key]["revision"]:
+                            final[key] = w.asdict()
             if _comparable(final) == _comparable(want) or (hung is not None and hung()):
                 break
         return final
