@@ -4,7 +4,8 @@ Thin I/O around `streams.rules.accounting.Accountant`:
 
 - a message on `meter.readings` is an Arrow IPC batch of one account's readings or one
   JSON reading (header `content-type`, see `schemas.codec`); the whole message is
-  normalised and accounted at once;
+  normalised and accounted at once, and up to 200 messages (at most 20 ms old) are
+  decoded together first (pyarrow's cost is per call, not per row);
 - the account's state (`AccountState`: its meters and kept windows) lives in the table
   `accounting-state`, keyed by account_id. Changed accounts are written to its changelog
   by a snapshot every `streams.snapshot_seconds` (and when the stream goes quiet), and
@@ -12,11 +13,13 @@ Thin I/O around `streams.rules.accounting.Accountant`:
   pass the stored state. Each state records the offset of the last message it applied:
   a message delivered again after a restart or a rebalance is skipped, exactly. An
   account with many messages between two snapshots (a catch-up) is written once;
-- out: `EnergyInterval`s as Arrow IPC batches on `energy.intervals` (many messages'
-  rows, at most 0.1 s old, to the readings' partition number; header `content-type:
-  application/vnd.apache.arrow.stream`), one JSON `EmissionWindow` per new or revised
-  window on `emissions.windows` at once, rejected readings verbatim on
-  `meter.readings.dlq` (an Arrow row as a one-row Arrow batch) with reasons;
+- out, as Arrow IPC batches of many messages' rows (at most 0.1 s old; header
+  `content-type: application/vnd.apache.arrow.stream`, no key): `EnergyInterval`s on
+  `energy.intervals` (to the readings' partition number), new or revised
+  `EmissionWindow`s on `emissions.windows` (to each account's partition by the default
+  partitioner, as a keyed send would go); rejected readings verbatim on
+  `meter.readings.dlq` (an Arrow row as a one-row Arrow batch) with reasons. One send
+  per batch, not per window: aiokafka's per-send cost capped the worker;
 - reference data: every worker reads all of `factors` and `accounts.registry` (compacted)
   from the start with a group-less consumer; a factor revision or a region change
   re-examines the kept windows of this worker's accounts and re-emits those it changes.
@@ -43,7 +46,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.serializers import codecs
 
 from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, arrow_schema, decode_json
-from schemas.contracts import Account, EmissionFactor, EnergyInterval, Reading
+from schemas.contracts import Account, EmissionFactor, EmissionWindow, EnergyInterval, Reading
 from schemas.dlq import dlq_headers, dlq_topic
 from schemas.errors import ContractError, ReasonCode
 from schemas.factors import FactorBook, load_factors
@@ -77,14 +80,17 @@ FACTORS = "factors"
 REGISTRY = "accounts.registry"
 STATE_TABLE = "accounting-state"
 
-_INTERVAL_ROWS = 20_000  # intervals gathered before they are sent ...
+_INTERVAL_ROWS = 20_000  # intervals and windows gathered before they are sent ...
 _INTERVAL_SECONDS = 0.1  # ... or after this long, whichever comes first
+_INBOX_MESSAGES = 200  # messages decoded and accounted together ...
+_INBOX_SECONDS = 0.02  # ... or after this long, whichever comes first
 _MAX_PENDING = 20_000  # messages held unacked at most (each keeps its bytes alive)
 _ARROW_HEADERS = [(FORMAT_HEADER, ARROW_FORMAT)]
 _JSON_HEADERS = [(FORMAT_HEADER, JSON_FORMAT)]
 _UNITS = {str(k): v for k, v in CANONICAL_UNIT.items()}
 _INTERVAL_SCHEMA = arrow_schema(EnergyInterval)
 _READING_SCHEMA = arrow_schema(Reading)
+_WINDOW_SCHEMA = arrow_schema(EmissionWindow)
 
 
 class AccountStateCodec(codecs.Codec):
@@ -103,6 +109,8 @@ codecs.register("account_state", _CODEC)
 
 _TS = pa.timestamp("ms", tz="UTC")
 _INTERVAL_SCHEMA_BYTES = _INTERVAL_SCHEMA.serialize().to_pybytes()
+_READING_SCHEMA_BYTES = _READING_SCHEMA.serialize().to_pybytes()
+_WINDOW_SCHEMA_BYTES = _WINDOW_SCHEMA.serialize().to_pybytes()
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # end of an Arrow IPC stream
 
 
@@ -146,12 +154,27 @@ def _intervals_batch(chunks: Sequence[tuple[str, Sequence[Interval]]]) -> bytes 
     return _INTERVAL_SCHEMA_BYTES + batch.serialize().to_pybytes() + _EOS
 
 
+def _windows_batch(windows: Sequence[dict[str, Any]]) -> bytes:
+    """`EmissionWindow` records (as `emit_windows` makes them) as one Arrow IPC stream."""
+    arrays = []
+    for f in _WINDOW_SCHEMA:
+        values = [w[f.name] for w in windows]
+        if f.type == _TS:  # ISO text in the records: cast by Arrow, not parsed one by one
+            arrays.append(pa.array(values, pa.string()).cast(_TS))
+        else:
+            arrays.append(pa.array(values, f.type))
+    batch = pa.RecordBatch.from_arrays(arrays, schema=_WINDOW_SCHEMA)
+    return _WINDOW_SCHEMA_BYTES + batch.serialize().to_pybytes() + _EOS
+
+
 class _Gathered:
-    """Intervals waiting to go out, per `meter.readings` partition (sent to the same
-    partition number of `energy.intervals`, as one Arrow batch of many messages' rows)."""
+    """Outputs waiting to go out as Arrow batches of many messages' rows, per
+    `meter.readings` partition: intervals (sent to the same partition number of
+    `energy.intervals`) and windows (sent to their accounts' `emissions.windows` partition)."""
 
     def __init__(self) -> None:
         self.chunks: dict[int, list[tuple[str, list[Interval]]]] = {}
+        self.windows: dict[int, list[tuple[str, list[dict[str, Any]]]]] = {}
         self.rows = 0
         self.sent_at = time.monotonic()
 
@@ -161,21 +184,56 @@ class _Gathered:
             self.chunks.setdefault(partition, []).append((account_id, intervals))
             self.rows += len(intervals)
 
+    def add_windows(self, partition: int, account_id: str, windows: list[dict[str, Any]]) -> None:
+        """Keep new or revised windows of one account."""
+        if windows:
+            self.windows.setdefault(partition, []).append((account_id, windows))
+            self.rows += len(windows)
+
     def due(self) -> bool:
         """Enough rows gathered, or the oldest waited long enough."""
         return self.rows >= _INTERVAL_ROWS or (
             self.rows > 0 and time.monotonic() - self.sent_at >= _INTERVAL_SECONDS
         )
 
-    def take(self) -> dict[int, list[tuple[str, list[Interval]]]]:
-        """Everything gathered, per partition; starts afresh."""
-        chunks, self.chunks, self.rows = self.chunks, {}, 0
+    def take(self) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+        """Everything gathered (intervals, windows), per partition; starts afresh."""
+        chunks, windows = self.chunks, self.windows
+        self.chunks, self.windows, self.rows = {}, {}, 0
         self.sent_at = time.monotonic()
-        return chunks
+        return chunks, windows
 
     def forget(self, partition: int) -> None:
-        """Drop a revoked partition's intervals (its new owner sends them again)."""
-        self.rows -= sum(len(rows) for _, rows in self.chunks.pop(partition, []))
+        """Drop a revoked partition's outputs (its new owner sends them again)."""
+        for gathered in (self.chunks, self.windows):
+            self.rows -= sum(len(rows) for _, rows in gathered.pop(partition, []))
+
+
+class _Inbox:
+    """Messages waiting to be decoded and accounted together: pyarrow's cost is per
+    call, not per row, so one call over 200 messages' rows costs about what one over one
+    message's does."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.since = 0.0
+
+    def add(self, event: Any) -> None:
+        """Keep one message (in offset order)."""
+        if not self.events:
+            self.since = time.monotonic()
+        self.events.append(event)
+
+    def due(self) -> bool:
+        """Enough messages, or the oldest waited long enough."""
+        return len(self.events) >= _INBOX_MESSAGES or (
+            bool(self.events) and time.monotonic() - self.since >= _INBOX_SECONDS
+        )
+
+    def take(self) -> list[Any]:
+        """The messages in order; starts afresh."""
+        events, self.events = self.events, []
+        return events
 
 
 class _Reference:
@@ -233,14 +291,34 @@ def register(app: faust.App, settings: Settings) -> None:
     changelog = changelog_topic.get_topic_name()
     snapshots = _Snapshots(settings.streams.snapshot_seconds)
     gathered = _Gathered()
+    inbox = _Inbox()
+    window_partitions: dict[str, int] = {}  # account_id -> its emissions.windows partition
 
-    async def send_intervals() -> None:
-        """Send the gathered intervals: one Arrow batch per partition."""
-        for partition, chunks in gathered.take().items():
-            value = _intervals_batch(chunks)
+    async def window_partition(account_id: str) -> int:
+        # the default partitioner, as a keyed send would use (labelling co-partitions the
+        # windows with accounts.registry); cached: aiokafka's murmur2 is Python
+        partition = window_partitions.get(account_id)
+        if partition is None:
+            parts = sorted(await app.producer._ensure_producer().partitions_for(WINDOWS))
+            partition = partitioner(account_id.encode(), parts, parts)
+            window_partitions[account_id] = partition
+        return partition
+
+    async def send_outputs() -> None:
+        """Send the gathered intervals and windows: Arrow batches, one per partition."""
+        chunks, windows = gathered.take()
+        for partition, rows in chunks.items():
+            value = _intervals_batch(rows)
             if value is not None:
                 await send(INTERVALS, None, value, _ARROW_HEADERS, partition)
                 EVENTS_OUT.labels(agent=AGENT, topic=INTERVALS).inc()
+        targets: dict[int, list[dict[str, Any]]] = {}
+        for account_windows in windows.values():
+            for account_id, ws in account_windows:
+                targets.setdefault(await window_partition(account_id), []).extend(ws)
+        for partition, ws in targets.items():
+            await send(WINDOWS, None, _windows_batch(ws), _ARROW_HEADERS, partition)
+            EVENTS_OUT.labels(agent=AGENT, topic=WINDOWS).inc(len(ws))
 
     async def snapshot() -> None:
         """Write changed accounts' state, then ack the messages it covers (caller holds
@@ -253,11 +331,12 @@ def register(app: faust.App, settings: Settings) -> None:
         p for readings partition p, and the producer's partitioner would count the
         changelog's partitions, which differ when `meter.readings` has another count.
         """
+        await account_inbox()
         dirty, pending = snapshots.take()
         if not dirty and not pending:
             return
         try:
-            await send_intervals()
+            await send_outputs()
             await app.producer.flush()
             for i, (account_id, partition) in enumerate(dirty.items()):
                 state = table.data.get(account_id)
@@ -274,15 +353,13 @@ def register(app: faust.App, settings: Settings) -> None:
             await stream.ack(event)
         SNAPSHOT_ACCOUNTS.labels(agent=AGENT).inc(len(dirty))
 
-    async def emit_windows(
-        account_id: str, key: bytes, windows: list[dict[str, Any]], cause: str
+    def emit_windows(
+        account_id: str, partition: int, windows: list[dict[str, Any]], cause: str
     ) -> None:
+        gathered.add_windows(partition, account_id, windows)
         for w in windows:
-            await send(WINDOWS, key, orjson.dumps(w), _JSON_HEADERS)
             if w["revision"] > 1:
                 WINDOW_REVISIONS.labels(energy_type=w["energy_type"], cause=cause).inc()
-        if windows:
-            EVENTS_OUT.labels(agent=AGENT, topic=WINDOWS).inc(len(windows))
 
     async def reject(
         error: ContractError, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]],
@@ -304,7 +381,7 @@ def register(app: faust.App, settings: Settings) -> None:
         snapshots.dirty[account_id] = msg.partition
         result = outcome.normalised
         gathered.add(msg.partition, account_id, result.intervals)
-        await emit_windows(account_id, key, outcome.windows, "late_data")
+        emit_windows(account_id, msg.partition, outcome.windows, "late_data")
         for et, n in result.duplicates.items():
             DUPLICATES.labels(energy_type=et).inc(n)
         for row, error in result.rejected:
@@ -322,12 +399,14 @@ def register(app: faust.App, settings: Settings) -> None:
         manual = stream.noack()
         async for event in manual.events():
             async with snapshots.lock:
-                await handle(event)
+                inbox.add(event)
                 snapshots.pending.append((manual, event))
                 if snapshots.due():
                     await snapshot()
-                elif gathered.due():
-                    await send_intervals()
+                elif inbox.due():
+                    await account_inbox()
+                    if gathered.due():
+                        await send_outputs()
 
     async def quiet_snapshot() -> None:
         """Snapshot when due or when no message came for a while (a stream gone quiet,
@@ -335,53 +414,46 @@ def register(app: faust.App, settings: Settings) -> None:
         if snapshots.due() or snapshots.quiet():
             async with snapshots.lock:
                 await snapshot()
-        elif gathered.due():
-            async with snapshots.lock:
-                await send_intervals()
 
-    # not an app.timer: those end when the app starts stopping, and Faust's stop then
+    async def quiet_outputs() -> None:
+        """Account what waits in the inbox and send what is gathered, once they are due."""
+        if inbox.due() or gathered.due():
+            async with snapshots.lock:
+                await account_inbox()
+                if gathered.due():
+                    await send_outputs()
+
+    # not app.timers: those end when the app starts stopping, and Faust's stop then
     # waits for every message to be acked, which only a snapshot does
     _start_before_consumer(app, _Ticker(0.2, quiet_snapshot))
+    _start_before_consumer(app, _Ticker(_INBOX_SECONDS, quiet_outputs))
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         """Leave revoked accounts to their new owner: no snapshot of them from here."""
         gone = {tp.partition for tp in revoked if tp.topic == READINGS}
         snapshots.forget(gone)
+        inbox.events = [e for e in inbox.events if e.message.partition not in gone]
         for partition in gone:
             gathered.forget(partition)  # the new owner sends them again
 
-    async def handle(event: Any) -> None:
-        """Normalise and account one message; its outputs are sent, its state kept."""
+    async def account_inbox() -> None:
+        """Decode the inbox's messages together and account them in order (caller holds
+        `snapshots.lock`)."""
+        events = inbox.take()
+        if not events:
+            return
         started = time.perf_counter()
-        value: bytes = event.value
-        headers = event.headers or {}
-        fmt = headers.get(FORMAT_HEADER, JSON_FORMAT)
-        if isinstance(fmt, str):
-            fmt = fmt.encode()
-        msg = event.message
-        key = event.key
-        try:
-            if fmt == ARROW_FORMAT:
-                groups = _by_account(value, key)
-            elif fmt == JSON_FORMAT:
-                reading = decode_json(Reading, value)
-                groups = [(reading.account_id, columns_from_readings([reading]), None)]
-            else:
-                raise ContractError(ReasonCode.BAD_ENCODING, f"unknown {FORMAT_HEADER} {fmt!r}")
-        except ContractError as exc:
-            await reject(exc, value, key, [], msg.partition, msg.offset)
-            EVENTS_IN.labels(agent=AGENT).inc()
-            return
-        except (pa.ArrowInvalid, OSError, KeyError) as exc:
-            error = ContractError(ReasonCode.BAD_ENCODING, f"bad Arrow batch: {exc}")
-            await reject(error, value, key, [], msg.partition, msg.offset)
-            EVENTS_IN.labels(agent=AGENT).inc()
-            return
         n = 0
-        for account_id, cols, rows in groups:
-            await account(account_id, cols, rows, fmt, event)
-            n += len(cols)
+        for event, fmt, decoded in _decode(events):
+            msg = event.message
+            if isinstance(decoded, ContractError):
+                await reject(decoded, event.value, event.key, [], msg.partition, msg.offset)
+                n += 1
+                continue
+            for account_id, cols, rows in decoded:
+                await account(account_id, cols, rows, fmt, event)
+                n += len(cols)
         EVENTS_IN.labels(agent=AGENT).inc(n)
         BATCH_SECONDS.labels(agent=AGENT).observe(time.perf_counter() - started)
 
@@ -407,10 +479,12 @@ def register(app: faust.App, settings: Settings) -> None:
             if state is None or not _owned(account_id):
                 continue
             async with snapshots.lock:
+                await account_inbox()  # what came before the revision first
                 windows = accountant.recompute(state, ref.regions.get(account_id))
                 if windows:
-                    snapshots.dirty[account_id] = _partition(account_id)
-                    await emit_windows(account_id, account_id.encode(), windows, "factor_revision")
+                    partition = _partition(account_id)
+                    snapshots.dirty[account_id] = partition
+                    emit_windows(account_id, partition, windows, "factor_revision")
 
     async def follow() -> None:
         """After the first read: apply new reference records, re-examine what they change."""
@@ -599,19 +673,91 @@ async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
     return True
 
 
-def _by_account(value: bytes, key: bytes | None) -> list[tuple[str, Columns, pa.RecordBatch]]:
+_Decoded = list[tuple[str, Columns, pa.RecordBatch | None]]
+
+
+def _decode(events: Sequence[Any]) -> list[tuple[Any, bytes, _Decoded | ContractError]]:
+    """Each message's readings by account (normally one account: the message key's), or
+    why the whole message is rejected; in message order.
+
+    Plain messages (one record batch of the reading schema, keyed by their account, as
+    our collectors send them) are decoded together: their columns become Python lists
+    in one call per column for all of them, then are sliced per message.
+    """
+    out: list[tuple[Any, bytes, _Decoded | ContractError]] = []
+    plain: list[tuple[int, pa.RecordBatch]] = []  # (index in out, its batch)
+    for event in events:
+        value: bytes = event.value
+        fmt = (event.headers or {}).get(FORMAT_HEADER, JSON_FORMAT)
+        if isinstance(fmt, str):
+            fmt = fmt.encode()
+        decoded: _Decoded | ContractError
+        try:
+            if fmt == ARROW_FORMAT:
+                batch = _plain_batch(value) if event.key else None
+                if batch is not None:
+                    plain.append((len(out), batch))
+                    decoded = []  # filled in below
+                else:
+                    decoded = _by_account(value, event.key)
+            elif fmt == JSON_FORMAT:
+                reading = decode_json(Reading, value)
+                decoded = [(reading.account_id, columns_from_readings([reading]), None)]
+            else:
+                raise ContractError(ReasonCode.BAD_ENCODING, f"unknown {FORMAT_HEADER} {fmt!r}")
+        except ContractError as exc:
+            decoded = exc
+        except (pa.ArrowInvalid, OSError, KeyError) as exc:
+            decoded = ContractError(ReasonCode.BAD_ENCODING, f"bad Arrow batch: {exc}")
+        out.append((event, fmt, decoded))
+    if plain:
+        table = pa.Table.from_batches([b for _, b in plain], schema=_READING_SCHEMA)
+        cols = columns_from_arrow(table)
+        accounts = table.column("account_id").to_pylist()
+        start = 0
+        for at, batch in plain:
+            end = start + batch.num_rows
+            event, fmt, _ = out[at]
+            key = event.key.decode()
+            if accounts[start:end].count(key) == end - start:
+                out[at] = (event, fmt, [(key, cols.slice(start, end), batch)])
+            else:  # rows of another account than the key's, or of several
+                out[at] = (event, fmt, _accounts_of(batch, event.key))
+            start = end
+    return out
+
+
+def _plain_batch(value: bytes) -> pa.RecordBatch | None:
+    """The one record batch of an Arrow stream in the reading schema, or None when the
+    message is anything else (the general path, `_by_account`, reads that)."""
+    if not value.startswith(_READING_SCHEMA_BYTES):
+        return None
+    reader = pa.BufferReader(value)
+    reader.seek(len(_READING_SCHEMA_BYTES))
+    message = pa.ipc.read_message(reader)
+    if len(value) - reader.tell() not in (0, len(_EOS)) or message.type != "record batch":
+        return None  # more than one batch: the general path
+    return pa.ipc.read_record_batch(message, _READING_SCHEMA)
+
+
+def _by_account(value: bytes, key: bytes | None) -> _Decoded:
     """An Arrow message's rows by account (one account, normally: the message key's)."""
-    out = []
+    out: _Decoded = []
     for batch in pa.ipc.open_stream(value):
-        accounts = batch.column("account_id").to_pylist()
-        first = accounts[0] if accounts else (key.decode() if key else "")
-        if all(a == first for a in accounts):
-            out.append((first or "", columns_from_arrow(batch), batch))
-            continue
-        for account_id in dict.fromkeys(accounts):  # rare: a batch of several accounts
-            rows = [i for i, a in enumerate(accounts) if a == account_id]
-            part = batch.take(pa.array(rows, pa.int64()))
-            out.append((account_id or "", columns_from_arrow(part), part))
+        out.extend(_accounts_of(batch, key))
+    return out
+
+
+def _accounts_of(batch: pa.RecordBatch, key: bytes | None) -> _Decoded:
+    accounts = batch.column("account_id").to_pylist()
+    first = accounts[0] if accounts else (key.decode() if key else "")
+    if all(a == first for a in accounts):
+        return [(first or "", columns_from_arrow(batch), batch)]
+    out: _Decoded = []
+    for account_id in dict.fromkeys(accounts):  # rare: a batch of several accounts
+        rows = [i for i, a in enumerate(accounts) if a == account_id]
+        part = batch.take(pa.array(rows, pa.int64()))
+        out.append((account_id or "", columns_from_arrow(part), part))
     return out
 
 

@@ -123,6 +123,13 @@ class Columns:
     def __len__(self) -> int:
         return len(self.meter_id)
 
+    def slice(self, start: int, end: int) -> Columns:
+        """Rows `start` to `end` (exclusive), as new columns."""
+        return Columns(*(getattr(self, name)[start:end] for name in _COLUMNS))
+
+
+_COLUMNS = tuple(Columns.__dataclass_fields__)
+
 
 @dataclass(slots=True)
 class NormaliseResult:

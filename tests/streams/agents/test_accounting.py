@@ -118,3 +118,115 @@ def test_intervals_batch_of_takebacks_only_is_none() -> None:
     from streams.agents.accounting import _intervals_batch
 
     assert _intervals_batch([("A", [_iv("A-1", "electricity", 0, 1.0, -1, (1, 2))])]) is None
+
+
+def _reading(account: str, meter: str, minute: int, value: float) -> dict[str, Any]:
+    from datetime import UTC, datetime, timedelta
+
+    return {
+        "meter_id": meter,
+        "account_id": account,
+        "energy_type": "electricity",
+        "kind": "cumulative",
+        "value": value,
+        "unit": "kWh",
+        "ts": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minute),
+        "quality": "good",
+        "source": "test",
+        "seq": minute,
+        "counter_max": None,
+        "period_start": None,
+    }
+
+
+def _message(key: bytes | None, value: bytes, fmt: bytes, offset: int = 0) -> Any:
+    from schemas.codec import FORMAT_HEADER
+
+    return SimpleNamespace(
+        key=key,
+        value=value,
+        headers={FORMAT_HEADER: fmt},
+        message=SimpleNamespace(partition=0, offset=offset),
+    )
+
+
+def test_decode_slices_plain_messages_and_keeps_the_odd_ones_apart() -> None:
+    import json
+
+    import pyarrow as pa
+
+    from schemas.codec import ARROW_FORMAT, JSON_FORMAT, to_arrow
+    from schemas.contracts import Reading
+    from schemas.errors import ContractError, ReasonCode
+    from streams.agents.accounting import _decode
+
+    a = to_arrow(Reading, [_reading("A", "A-1", 0, 1.0), _reading("A", "A-2", 0, 2.0)])
+    b = to_arrow(Reading, [_reading("B", "B-1", 15, 5.0)])
+    mixed = to_arrow(Reading, [_reading("C", "C-1", 0, 1.0), _reading("D", "D-1", 0, 3.0)])
+    # two record batches in one stream: not plain, read by the general path
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, pa.ipc.open_stream(a).schema) as writer:
+        for data in (a, b):
+            writer.write_batch(pa.ipc.open_stream(data).read_next_batch())
+    two = sink.getvalue().to_pybytes()
+    one_json = json.dumps({**_reading("E", "E-1", 30, 7.0), "ts": "2026-01-01T00:30:00Z"})
+    events = [
+        _message(b"A", a, ARROW_FORMAT),
+        _message(b"B", b, ARROW_FORMAT),
+        _message(b"C", mixed, ARROW_FORMAT),  # rows of C and D under C's key
+        _message(b"X", two, ARROW_FORMAT),
+        _message(b"E", one_json.encode(), JSON_FORMAT),
+        _message(b"F", b"not arrow", ARROW_FORMAT),
+        _message(b"B", b, b"text/csv"),
+    ]
+    got = _decode(events)
+    assert [event for event, _, _ in got] == events  # message order kept
+    decoded = [d for _, _, d in got]
+    summary = [
+        [(acct, list(cols.meter_id), list(cols.value)) for acct, cols, _ in d]
+        for d in decoded[:5]
+        if not isinstance(d, ContractError)
+    ]
+    assert summary == [
+        [("A", ["A-1", "A-2"], [1.0, 2.0])],
+        [("B", ["B-1"], [5.0])],
+        [("C", ["C-1"], [1.0]), ("D", ["D-1"], [3.0])],
+        [("A", ["A-1", "A-2"], [1.0, 2.0]), ("B", ["B-1"], [5.0])],
+        [("E", ["E-1"], [7.0])],
+    ]
+    assert decoded[0][0][1].ts == [1_767_225_600_000, 1_767_225_600_000]
+    assert decoded[0][0][2].num_rows == 2  # the message's own batch, for the DLQ
+    assert isinstance(decoded[5], ContractError) and decoded[5].reason == ReasonCode.BAD_ENCODING
+    assert isinstance(decoded[6], ContractError) and decoded[6].reason == ReasonCode.BAD_ENCODING
+
+
+def test_windows_batch_round_trips_through_the_contract() -> None:
+    from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, records_from_message
+    from schemas.contracts import EmissionWindow
+    from streams.agents.accounting import _windows_batch
+
+    window = {
+        "account_id": "A",
+        "energy_type": "electricity",
+        "window_start": "2026-01-01T00:15:00+00:00",
+        "window_end": "2026-01-01T00:30:00+00:00",
+        "consumption": 12.5,
+        "unit": "kWh",
+        "tco2e": 0.0071,
+        "factor_id": "grid",
+        "factor_version": "2023",
+        "factor_value": 0.000568,
+        "factor_unit": "tCO2/kWh",
+        "revision": 2,
+        "uncertain": True,
+    }
+    other = {**window, "account_id": "B", "revision": 1, "uncertain": False}
+    got = records_from_message(
+        EmissionWindow, _windows_batch([window, other]), {FORMAT_HEADER: ARROW_FORMAT}
+    )
+    assert [(w.account_id, w.revision, w.uncertain) for w in got] == [
+        ("A", 2, True),
+        ("B", 1, False),
+    ]
+    assert got[0].window_start.isoformat() == "2026-01-01T00:15:00+00:00"
+    assert got[0].consumption == 12.5 and got[0].factor_version == "2023"
