@@ -210,6 +210,7 @@ def _rules_only(arrow: list[tuple[str, bytes]]) -> float:
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(1800)  # full size: three runs of four pipelines (the suite's default is 300 s)
 def test_accounting_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
     sizes = _sizes(bench_full)
     batches = _batches(sizes["accounts"], sizes["meters"], sizes["cycles"])

@@ -48,8 +48,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.broker import EmbeddedBroker, ensure_topics, free_port
-from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, to_arrow
-from schemas.contracts import Reading
+from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, records_from_message, to_arrow
+from schemas.contracts import EmissionWindow, Reading
 from schemas.settings import Settings
 from streams.cli.replay_cmd import replay
 from streams.runtime import create_topics
@@ -129,7 +129,7 @@ class _Run:
     first_publish: float = 0.0
     readings: int = 0
     # (partition, offset) of the first emission of each sampled window
-    windows: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    windows: dict[tuple[str, str, datetime], tuple[int, int]] = field(default_factory=dict)
     commits: list[tuple[float, dict[int, int]]] = field(default_factory=list)
     stored_at: float = 0.0
     worker_done: float = 0.0  # first poll that saw the workers' input offsets committed
@@ -244,11 +244,11 @@ async def _follow(
             assert all(p.poll() is None for p in procs), "a worker or the sink exited"
             for tp, records in (await consumer.getmany(timeout_ms=100)).items():
                 for r in records:
-                    if r.key is None or r.key.decode() not in sampled:
-                        continue
-                    w = json.loads(r.value)
-                    key = (w["account_id"], w["energy_type"], w["window_start"])
-                    run.windows.setdefault(key, (tp.partition, r.offset))
+                    # JSON windows or Arrow batches of them (what the worker sends)
+                    for w in records_from_message(EmissionWindow, r.value, r.headers):
+                        if isinstance(w, EmissionWindow) and w.account_id in sampled:
+                            key = (w.account_id, w.energy_type, w.window_start)
+                            run.windows.setdefault(key, (tp.partition, r.offset))
             now = time.time()
             commits = await _committed(admin, SINK_GROUP, "emissions.windows")
             run.commits.append((now, commits))
@@ -306,7 +306,7 @@ def _latencies(run: _Run, t0: datetime, step: int) -> list[float]:
     for (account, _et, start), (partition, offset) in run.windows.items():
         if account == WARMUP:
             continue
-        ws = datetime.fromisoformat(start)
+        ws = start
         # cumulative readings: the interval (c-1, c] makes the windows in it
         c = math.floor((ws - t0) / timedelta(minutes=step)) + 1
         sent = run.published.get((account, c))
