@@ -52,6 +52,7 @@ from schemas.errors import ContractError, ReasonCode
 from schemas.factors import FactorBook, load_factors
 from schemas.settings import Settings
 from schemas.units import CANONICAL_UNIT
+from streams.agents._writebehind import Ticker, start_before_consumer
 from streams.metrics import (
     BATCH_SECONDS,
     DUPLICATES,
@@ -425,8 +426,8 @@ def register(app: faust.App, settings: Settings) -> None:
 
     # not app.timers: those end when the app starts stopping, and Faust's stop then
     # waits for every message to be acked, which only a snapshot does
-    _start_before_consumer(app, _Ticker(0.2, quiet_snapshot))
-    _start_before_consumer(app, _Ticker(_INBOX_SECONDS, quiet_outputs))
+    start_before_consumer(app, Ticker(0.2, quiet_snapshot))
+    start_before_consumer(app, Ticker(_INBOX_SECONDS, quiet_outputs))
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
@@ -518,14 +519,14 @@ def register(app: faust.App, settings: Settings) -> None:
             else:  # the registry's owner rejects its bad records; here it is only skipped
                 log.warning("accounts.registry offset %s skipped: %s", record.offset, exc)
 
-    _start_before_consumer(app, _Loader(app, settings, _apply_reference, ref, follow))
+    start_before_consumer(app, _Loader(app, settings, _apply_reference, ref, follow))
 
 
 class _Loader(mode.Service):
     """Reads `factors` and `accounts.registry` to their end before the consumer starts,
     then follows them.
 
-    Started ahead of Faust's consumer (see `_start_before_consumer`): an agent that
+    Started ahead of Faust's consumer (see `start_before_consumer`): an agent that
     waited for this data inside its stream would be blocked across the start-up
     rebalance, and Faust drops messages fetched while a stream is blocked there.
     """
@@ -586,38 +587,6 @@ class _Loader(mode.Service):
             # aiokafka's group-less consumer may raise CancelledError from stop()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._consumer.stop()
-
-
-def _start_before_consumer(app: faust.App, service: mode.ServiceT) -> None:
-    """Make `service` start (and finish starting) before the app's Kafka consumer."""
-    strategy = app.boot_strategy
-    server = strategy.server
-
-    def chain() -> list[mode.ServiceT]:
-        services = list(server())
-        at = services.index(app.consumer) if app.consumer in services else len(services)
-        services.insert(at, service)
-        return services
-
-    strategy.server = chain  # type: ignore[method-assign]
-
-
-class _Ticker(mode.Service):
-    """Calls `tick` every `interval` seconds until the service stops (after the consumer)."""
-
-    def __init__(self, interval: float, tick: Any) -> None:
-        super().__init__()
-        self._interval = interval
-        self._tick = tick
-
-    @mode.Service.task
-    async def _ticking(self) -> None:
-        while not self.should_stop:
-            await self.sleep(self._interval)
-            try:
-                await self._tick()
-            except Exception:  # a failed snapshot is retried at the next tick
-                log.exception("accounting snapshot failed")
 
 
 class _Snapshots:

@@ -6,20 +6,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.broker import ensure_topics
+from infra.broker import EmbeddedBroker, ensure_topics
 from schemas.contracts import Account, Benchmark, Denominator, EmissionWindow
 from schemas.settings import Settings
 from schemas.topics import dlq
 from streams.agents import labelling
 from streams.app import create_app
 from streams.registry import benchmark_key, denominator_key, produce
+from streams.runtime import create_topics
 
 
 def _utc(*args: int) -> datetime:
@@ -61,21 +66,8 @@ async def _labels(
     return out
 
 
-async def test_windows_to_label_changes(bootstrap: str, settings: Settings, unique: str) -> None:
-    settings.kafka.partitions = 2
-    settings.streams.app_id = f"labelling-e2e-{unique}"
-    settings.streams.timezone = "UTC"
-
-    def name(topic: str) -> str:
-        return f"{topic}.{unique}"
-
-    specs = [(name(t), 2, False) for t in labelling.TOPICS]
-    specs += [(dlq(name(t)), 2, False) for t in labelling.TOPICS]
-    await ensure_topics(bootstrap, specs)
-    settings.data_path.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives under it
-    app = create_app(settings, bootstrap, agents=[])
-    labelling.register(app, settings, topic=name)
-
+def _city(unique: str) -> tuple[list[Account], list[Denominator], list[Benchmark]]:
+    # two industrial accounts, their 2025 denominators and their industries' benchmarks
     accounts = [
         Account(
             account_id=f"E{i}-{unique}",
@@ -113,6 +105,25 @@ async def test_windows_to_label_changes(bootstrap: str, settings: Settings, uniq
         )
         for code, value in (("C26", 10.0), ("C30", 20.0))
     ]
+    return accounts, dens, benches
+
+
+async def test_windows_to_label_changes(bootstrap: str, settings: Settings, unique: str) -> None:
+    settings.kafka.partitions = 2
+    settings.streams.app_id = f"labelling-e2e-{unique}"
+    settings.streams.timezone = "UTC"
+
+    def name(topic: str) -> str:
+        return f"{topic}.{unique}"
+
+    specs = [(name(t), 2, False) for t in labelling.TOPICS]
+    specs += [(dlq(name(t)), 2, False) for t in labelling.TOPICS]
+    await ensure_topics(bootstrap, specs)
+    settings.data_path.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives under it
+    app = create_app(settings, bootstrap, agents=[])
+    labelling.register(app, settings, topic=name)
+
+    accounts, dens, benches = _city(unique)
     consumer = AIOKafkaConsumer(
         name("accounts.labels"),
         bootstrap_servers=bootstrap,
@@ -212,3 +223,99 @@ async def test_windows_to_label_changes(bootstrap: str, settings: Settings, uniq
         with contextlib.suppress(Exception):
             await asyncio.wait_for(app.stop(), 30)
         await consumer.stop()
+
+
+def test_state_survives_a_worker_restart(tmp_path: Path) -> None:
+    """The labelling state, written to its changelogs in snapshots (behind the writes),
+    is recovered by a restarted `carbon-accounts worker`: a revision after the restart
+    is counted against the windows and months from before it.
+
+    On a broker of its own (the worker reads the standard topic names).
+    """
+    unique = "restart"
+    settings = Settings(data_dir=str(tmp_path / "var"))
+    settings.kafka.partitions = 2
+    accounts, dens, benches = _city(unique)
+    first, second = accounts[0].account_id, accounts[1].account_id
+    windows = [_window(a.account_id, 2025, m, 100.0) for a in accounts for m in range(1, 13)]
+    windows += [_window(a.account_id, 2026, 1, 1.0) for a in accounts]
+
+    def coloured(got: list[dict[str, Any]]) -> bool:
+        return {x["account_id"] for x in got if x["new_colour"]} == {first, second}
+
+    async def run(step: str) -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(
+            "accounts.labels",
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=f"check-{step}",
+        )
+        await consumer.start()
+        try:
+            if step == "before":
+                await produce(
+                    bootstrap, "benchmarks", [(benchmark_key(b), b, None) for b in benches]
+                )
+                await produce(
+                    bootstrap, "accounts.registry", [(a.account_id, a, None) for a in accounts]
+                )
+                await produce(
+                    bootstrap,
+                    "accounts.denominators",
+                    [(denominator_key(d), d, d.account_id) for d in dens],
+                )
+                await produce(bootstrap, "emissions.windows", windows)
+                return await _labels(consumer, coloured, timeout=90)
+            # March of E1 revised (100 -> 160 t): K 1.26, yellow, the next revision
+            await produce(bootstrap, "emissions.windows", [_window(first, 2025, 3, 160.0, 1)])
+            return await _labels(consumer, lambda got: len(got) > len(before), timeout=90)
+        finally:
+            await consumer.stop()
+
+    with EmbeddedBroker(tmp_path / "kafka", log_file=tmp_path / "broker.log") as broker:
+        bootstrap = broker.bootstrap
+        asyncio.run(create_topics(settings, bootstrap))
+        worker = _start_worker(bootstrap, tmp_path)
+        try:
+            before = asyncio.run(run("before"))
+            assert coloured(before), before
+        finally:
+            _stop(worker)
+        worker = _start_worker(bootstrap, tmp_path)
+        try:
+            after = asyncio.run(run("after"))
+        finally:
+            _stop(worker)
+    new = after[len(before) :]
+    revision = max(x["revision"] for x in before if x["account_id"] == first)
+    assert [
+        (x["account_id"], x["old_colour"], x["new_colour"], x["reason"], x["revision"]) for x in new
+    ] == [(first, "light_green", "yellow", "emissions_change", revision + 1)]
+    assert abs(new[0]["k"] - 12.6 / 10) < 1e-9  # (11 x 100 + 160) t / 100 / benchmark 10
+
+
+def _start_worker(bootstrap: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
+        "CARBON_ACCOUNTS_STREAMS_APP_ID": "labelling-restart",
+        "CARBON_ACCOUNTS_STREAMS_TIMEZONE": "UTC",
+        "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
+    }
+    log = (tmp_path / "worker.log").open("a")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", "worker", "--agents", "labelling"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(timeout=10)
