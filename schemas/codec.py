@@ -12,7 +12,7 @@ import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -248,7 +248,7 @@ def records_from_message(
     if fmt != ARROW_FORMAT:
         return [ContractError(ReasonCode.BAD_ENCODING, f"unknown {FORMAT_HEADER} {fmt!r}")]
     try:
-        rows = from_arrow(value).to_pylist()
+        rows = _rows(from_arrow(value))
     except ContractError as exc:
         return [exc]
     out: list[T | ContractError] = []
@@ -259,6 +259,35 @@ def records_from_message(
             exc.row = i
             out.append(exc)
     return out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIMES: dict[int, datetime] = {}  # ms -> datetime: 15-minute windows repeat the same few
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    """A table's rows as dicts, built column by column: what `Table.to_pylist` gives,
+    about 7x faster here for timestamp columns (pyarrow makes each datetime anew)."""
+    names = table.schema.names
+    columns = []
+    for f in table.schema:
+        column = table.column(f.name)
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ms" and f.type.tz in ("UTC", "+00:00"):
+            columns.append([_time(ms) for ms in column.cast(pa.int64()).to_pylist()])
+        else:
+            columns.append(column.to_pylist())
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _time(ms: int | None) -> datetime | None:
+    if ms is None:
+        return None
+    dt = _TIMES.get(ms)
+    if dt is None:
+        if len(_TIMES) > 100_000:
+            _TIMES.clear()
+        dt = _TIMES[ms] = _EPOCH + timedelta(milliseconds=ms)
+    return dt
 
 
 def readings_from_message(value: bytes, headers: Headers | None) -> list[Reading | ContractError]:

@@ -323,3 +323,22 @@ def test_a_bad_row_of_a_window_batch_comes_back_in_its_place_with_its_row() -> N
         (bad,) = records_from_message(EmissionWindow, value, {FORMAT_HEADER: fmt})
         assert isinstance(bad, ContractError) and bad.row is None
         assert bad.reason is ReasonCode.BAD_ENCODING
+
+
+def test_arrow_rows_are_to_pylist_with_cached_times() -> None:
+    import pyarrow as pa
+
+    from schemas.codec import _rows
+
+    ms = [0, 1_767_225_600_123, None, 1_767_225_600_123]
+    table = pa.table(
+        {
+            "at": pa.array(ms, pa.timestamp("ms", tz="UTC")),
+            "local": pa.array(ms, pa.timestamp("ms")),  # no zone: left to pyarrow
+            "n": [1, 2, 3, 4],
+        }
+    )
+    rows = _rows(table)
+    assert rows == table.to_pylist()
+    assert rows[1]["at"].microsecond == 123_000 and rows[1]["at"].tzinfo is not None
+    assert rows[1]["at"] is rows[3]["at"]  # one datetime per distinct ms
