@@ -25,6 +25,7 @@ __all__ = [
     "FORMAT_HEADER",
     "JSON_FORMAT",
     "arrow_row",
+    "arrow_rows",
     "arrow_schema",
     "decode",
     "decode_json",
@@ -248,7 +249,7 @@ def records_from_message(
     if fmt != ARROW_FORMAT:
         return [ContractError(ReasonCode.BAD_ENCODING, f"unknown {FORMAT_HEADER} {fmt!r}")]
     try:
-        rows = _rows(from_arrow(value))
+        rows = arrow_rows(value)
     except ContractError as exc:
         return [exc]
     out: list[T | ContractError] = []
@@ -263,6 +264,12 @@ def records_from_message(
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIMES: dict[int, datetime] = {}  # ms -> datetime: 15-minute windows repeat the same few
+
+
+def arrow_rows(data: bytes) -> list[dict[str, Any]]:
+    """An Arrow IPC stream's rows as dicts, as `from_arrow(data).to_pylist()` gives them,
+    not checked against any contract (bad_encoding: not an Arrow IPC stream)."""
+    return _rows(from_arrow(data))
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
