@@ -48,7 +48,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.broker import EmbeddedBroker, ensure_topics, free_port
-from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, records_from_message, to_arrow
+from schemas.codec import (
+    ARROW_FORMAT,
+    FORMAT_HEADER,
+    JSON_FORMAT,
+    arrow_rows,
+    decode_json,
+    message_format,
+    to_arrow,
+)
 from schemas.contracts import EmissionWindow, Reading
 from schemas.settings import Settings
 from streams.cli.replay_cmd import replay
@@ -244,10 +252,15 @@ async def _follow(
             assert all(p.poll() is None for p in procs), "a worker or the sink exited"
             for tp, records in (await consumer.getmany(timeout_ms=100)).items():
                 for r in records:
-                    # JSON windows or Arrow batches of them (what the worker sends)
-                    for w in records_from_message(EmissionWindow, r.value, r.headers):
-                        if isinstance(w, EmissionWindow) and w.account_id in sampled:
-                            key = (w.account_id, w.energy_type, w.window_start)
+                    # Arrow batches of windows (what the worker sends) or JSON windows;
+                    # rows as plain dicts: this process shares the cores with the pipeline
+                    if message_format(r.headers) == ARROW_FORMAT:
+                        rows = arrow_rows(r.value)
+                    else:
+                        rows = [decode_json(EmissionWindow, r.value).asdict()]
+                    for w in rows:
+                        if w["account_id"] in sampled:
+                            key = (w["account_id"], w["energy_type"], w["window_start"])
                             run.windows.setdefault(key, (tp.partition, r.offset))
             now = time.time()
             commits = await _committed(admin, SINK_GROUP, "emissions.windows")
