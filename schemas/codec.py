@@ -11,7 +11,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,7 +35,9 @@ __all__ = [
     "parse_time",
     "readings_from_message",
     "records_from_message",
+    "rows_from_message",
     "to_arrow",
+    "validator",
 ]
 
 T = TypeVar("T", bound=Contract)
@@ -153,6 +155,97 @@ def decode_json(cls: type[T], data: bytes | str) -> T:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ContractError(ReasonCode.BAD_ENCODING, f"not JSON: {exc}") from None
     return decode(cls, obj)
+
+
+_NUMBER = (int, float)
+
+
+def _bad(reason: ReasonCode, detail: str, field: str) -> ContractError:
+    return ContractError(reason, detail, field)
+
+
+@functools.lru_cache(maxsize=32)
+def validator(cls: type[Contract]) -> Callable[[Any], dict[str, Any]]:
+    """A fast check of one record (a JSON object or an Arrow row as a dict): the checks
+    of `schemas.codec.decode`, the same reason codes, without building a Faust Record
+    (which costs ~10x the parse). Contracts with rules across fields (`check`) go
+    through `decode` itself."""
+    if cls.check is not Contract.check:
+        return lambda obj: decode(cls, obj).asdict()
+    defaults = cls._options.defaults
+    plan = []
+    for name, (tp, nullable) in field_types(cls).items():
+        enum = cls.enums.get(name)
+        allowed = frozenset(e.value for e in enum) if enum else None
+        plan.append((name, tp, nullable, name in defaults, defaults.get(name), allowed))
+
+    def run(obj: Any) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise _bad(ReasonCode.WRONG_TYPE, f"expected an object, got {type(obj).__name__}", "")
+        out: dict[str, Any] = {}
+        for name, tp, nullable, has_default, default, allowed in plan:
+            if name not in obj:
+                if has_default:
+                    out[name] = default
+                    continue
+                raise _bad(ReasonCode.MISSING_FIELD, f"{name} is required", name)
+            v = obj[name]
+            if v is None:
+                if not nullable:
+                    raise _bad(ReasonCode.MISSING_FIELD, f"{name} may not be null", name)
+                out[name] = None
+                continue
+            if tp is float:
+                if v.__class__ is bool or not isinstance(v, _NUMBER):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a number, got {v!r}", name)
+                v = float(v)
+                if not math.isfinite(v):
+                    raise _bad(ReasonCode.NOT_FINITE, f"{v!r} is not finite", name)
+            elif tp is str:
+                if not isinstance(v, str):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a string, got {v!r}", name)
+                if allowed is not None and v not in allowed:
+                    code = (
+                        ReasonCode.UNKNOWN_ENERGY_TYPE
+                        if name == "energy_type"
+                        else ReasonCode.BAD_ENUM
+                    )
+                    raise _bad(code, f"{v!r} is not one of {', '.join(sorted(allowed))}", name)
+            elif tp is datetime:
+                v = _fast_time(v, name)
+            elif tp is int:
+                if v.__class__ is bool or not isinstance(v, int):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected an integer, got {v!r}", name)
+            elif tp is bool:
+                if not isinstance(v, bool):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected true/false, got {v!r}", name)
+            elif tp == list[int]:
+                if not isinstance(v, list) or any(
+                    i.__class__ is bool or not isinstance(i, int) for i in v
+                ):
+                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a list of integers: {v!r}", name)
+            else:  # a type the contracts do not use yet: the full check
+                return decode(cls, obj).asdict()
+            out[name] = v
+        return out
+
+    return run
+
+
+def _fast_time(value: Any, field: str) -> datetime:
+    """`parse_time`, with fast paths for the usual RFC 3339 string and for
+    a UTC datetime (an Arrow row's)."""
+    if value.__class__ is datetime and value.tzinfo is UTC:
+        return value
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)  # Python 3.11 reads "Z" and offsets
+        except ValueError:
+            return parse_time(value, field)  # its error, with its reason code
+        if dt.tzinfo is None:
+            return parse_time(value, field)
+        return dt if dt.tzinfo is UTC else dt.astimezone(UTC)
+    return parse_time(value, field)
 
 
 # ---------------------------------------------------------------- Arrow
@@ -280,13 +373,13 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     for f in table.schema:
         column = table.column(f.name)
         if pa.types.is_timestamp(f.type) and f.type.unit == "ms" and f.type.tz in ("UTC", "+00:00"):
-            columns.append([_time(ms) for ms in column.cast(pa.int64()).to_pylist()])
+            columns.append([_ms_time(ms) for ms in column.cast(pa.int64()).to_pylist()])
         else:
             columns.append(column.to_pylist())
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
-def _time(ms: int | None) -> datetime | None:
+def _ms_time(ms: int | None) -> datetime | None:
     if ms is None:
         return None
     dt = _TIMES.get(ms)
@@ -295,6 +388,36 @@ def _time(ms: int | None) -> datetime | None:
             _TIMES.clear()
         dt = _TIMES[ms] = _EPOCH + timedelta(milliseconds=ms)
     return dt
+
+
+def rows_from_message(
+    cls: type[Contract], value: bytes, headers: Headers | None
+) -> list[dict[str, Any] | ContractError]:
+    """`records_from_message` as checked plain rows (`validator(cls)`), not Records: the
+    hot paths' form (the sink, the labelling agent), several times cheaper per row."""
+    fmt = message_format(headers)
+    if fmt == ARROW_FORMAT:
+        try:
+            rows = arrow_rows(value)
+        except ContractError as exc:
+            return [exc]
+    elif fmt == JSON_FORMAT:
+        try:
+            rows = [json.loads(value)]
+        except (ValueError, UnicodeDecodeError) as exc:
+            return [ContractError(ReasonCode.BAD_ENCODING, f"not JSON: {exc}")]
+    else:
+        return [ContractError(ReasonCode.BAD_ENCODING, f"unknown {FORMAT_HEADER} {fmt!r}")]
+    check = validator(cls)
+    out: list[dict[str, Any] | ContractError] = []
+    for i, row in enumerate(rows):
+        try:
+            out.append(check(row))
+        except ContractError as exc:
+            if fmt == ARROW_FORMAT:
+                exc.row = i
+            out.append(exc)
+    return out
 
 
 def readings_from_message(value: bytes, headers: Headers | None) -> list[Reading | ContractError]:

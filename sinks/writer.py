@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +29,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.codec import (
     ARROW_FORMAT,
-    arrow_rows,
-    decode,
-    field_types,
     message_format,
-    parse_time,
+    rows_from_message,
+    validator,
 )
 from schemas.contracts import (
     Account,
@@ -95,102 +92,11 @@ SINK_TOPICS: dict[str, TableSpec] = {
 }
 
 
-_NUMBER = (int, float)
-
-
-def _bad(reason: ReasonCode, detail: str, field: str) -> ContractError:
-    return ContractError(reason, detail, field)
-
-
 @lru_cache(maxsize=32)
 def _decoder(cls: type[Contract]) -> Callable[[bytes], dict[str, Any]]:
-    """A fast decoder of one contract's JSON (see `_validator`)."""
-    validate = _validator(cls)
+    """A fast decoder of one contract's JSON (`schemas.codec.validator`)."""
+    validate = validator(cls)
     return lambda data: validate(_loads(data))
-
-
-@lru_cache(maxsize=32)
-def _validator(cls: type[Contract]) -> Callable[[Any], dict[str, Any]]:
-    """A fast check of one record (a JSON object or an Arrow row as a dict): the checks
-    of `schemas.codec.decode`, the same reason codes, without building a Faust Record
-    (which costs ~10x the parse). Contracts with rules across fields (`check`) go
-    through `decode` itself."""
-    if cls.check is not Contract.check:
-        return lambda obj: decode(cls, obj).asdict()
-    defaults = cls._options.defaults
-    plan = []
-    for name, (tp, nullable) in field_types(cls).items():
-        enum = cls.enums.get(name)
-        allowed = frozenset(e.value for e in enum) if enum else None
-        plan.append((name, tp, nullable, name in defaults, defaults.get(name), allowed))
-
-    def run(obj: Any) -> dict[str, Any]:
-        if not isinstance(obj, dict):
-            raise _bad(ReasonCode.WRONG_TYPE, f"expected an object, got {type(obj).__name__}", "")
-        out: dict[str, Any] = {}
-        for name, tp, nullable, has_default, default, allowed in plan:
-            if name not in obj:
-                if has_default:
-                    out[name] = default
-                    continue
-                raise _bad(ReasonCode.MISSING_FIELD, f"{name} is required", name)
-            v = obj[name]
-            if v is None:
-                if not nullable:
-                    raise _bad(ReasonCode.MISSING_FIELD, f"{name} may not be null", name)
-                out[name] = None
-                continue
-            if tp is float:
-                if v.__class__ is bool or not isinstance(v, _NUMBER):
-                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a number, got {v!r}", name)
-                v = float(v)
-                if not math.isfinite(v):
-                    raise _bad(ReasonCode.NOT_FINITE, f"{v!r} is not finite", name)
-            elif tp is str:
-                if not isinstance(v, str):
-                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a string, got {v!r}", name)
-                if allowed is not None and v not in allowed:
-                    code = (
-                        ReasonCode.UNKNOWN_ENERGY_TYPE
-                        if name == "energy_type"
-                        else ReasonCode.BAD_ENUM
-                    )
-                    raise _bad(code, f"{v!r} is not one of {', '.join(sorted(allowed))}", name)
-            elif tp is datetime:
-                v = _time(v, name)
-            elif tp is int:
-                if v.__class__ is bool or not isinstance(v, int):
-                    raise _bad(ReasonCode.WRONG_TYPE, f"expected an integer, got {v!r}", name)
-            elif tp is bool:
-                if not isinstance(v, bool):
-                    raise _bad(ReasonCode.WRONG_TYPE, f"expected true/false, got {v!r}", name)
-            elif tp == list[int]:
-                if not isinstance(v, list) or any(
-                    i.__class__ is bool or not isinstance(i, int) for i in v
-                ):
-                    raise _bad(ReasonCode.WRONG_TYPE, f"expected a list of integers: {v!r}", name)
-            else:  # a type the contracts do not use yet: the full check
-                return decode(cls, obj).asdict()
-            out[name] = v
-        return out
-
-    return run
-
-
-def _time(value: Any, field: str) -> datetime:
-    """`schemas.codec.parse_time`, with fast paths for the usual RFC 3339 string and for
-    a UTC datetime (an Arrow row's)."""
-    if value.__class__ is datetime and value.tzinfo is UTC:
-        return value
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)  # Python 3.11 reads "Z" and offsets
-        except ValueError:
-            return parse_time(value, field)  # its error, with its reason code
-        if dt.tzinfo is None:
-            return parse_time(value, field)
-        return dt if dt.tzinfo is UTC else dt.astimezone(UTC)
-    return parse_time(value, field)
 
 
 def _loads(data: bytes) -> Any:
@@ -296,16 +202,13 @@ class Writer:
             self._add_row(spec, standard, topic, partition, offset, record, timestamp_ms)
             return []
         rejected: list[ContractError] = []
-        validate = _validator(spec.contract)
-        # not an Arrow IPC stream at all: raises, and the message is rejected whole
-        for i, obj in enumerate(arrow_rows(value)):
-            try:
-                row = validate(obj)
-            except ContractError as exc:
-                exc.row = i
-                rejected.append(exc)
-                continue
-            self._add_row(spec, standard, topic, partition, offset, row, timestamp_ms)
+        for row in rows_from_message(spec.contract, value, headers):
+            if isinstance(row, ContractError):
+                if row.row is None:
+                    raise row  # not an Arrow IPC stream at all: the message is rejected
+                rejected.append(row)
+            else:
+                self._add_row(spec, standard, topic, partition, offset, row, timestamp_ms)
         return rejected
 
     def _add_row(
