@@ -342,3 +342,28 @@ def test_arrow_rows_are_to_pylist_with_cached_times() -> None:
     assert rows == table.to_pylist()
     assert rows[1]["at"].microsecond == 123_000 and rows[1]["at"].tzinfo is not None
     assert rows[1]["at"] is rows[3]["at"]  # one datetime per distinct ms
+
+
+def test_rows_from_message_agrees_with_records_from_message() -> None:
+    from schemas.codec import rows_from_message
+
+    rows = [_window_row("A"), _window_row("B", energy_type="plasma"), _window_row("C", tco2e=-1)]
+    for row in rows:
+        for name in ("window_start", "window_end"):
+            row[name] = datetime.fromisoformat(row[name])
+    arrow = to_arrow(EmissionWindow, rows)
+    for value, headers in (
+        (arrow, {FORMAT_HEADER: ARROW_FORMAT}),
+        (json.dumps(_window_row("D")).encode(), None),
+        (b"{", None),
+        (b"x", {FORMAT_HEADER: b"text/csv"}),
+    ):
+        records = records_from_message(EmissionWindow, value, headers)
+        plain = rows_from_message(EmissionWindow, value, headers)
+        assert [
+            (x.reason, x.row) if isinstance(x, ContractError) else x.asdict() for x in records
+        ] == [(x.reason, x.row) if isinstance(x, ContractError) else x for x in plain]
+    assert [
+        type(x).__name__
+        for x in rows_from_message(EmissionWindow, arrow, {FORMAT_HEADER: ARROW_FORMAT})
+    ] == ["dict", "ContractError", "dict"]
