@@ -37,6 +37,7 @@ from schemas.errors import ContractError
 from schemas.settings import Settings
 from streams.cli.replay_cmd import replay
 from streams.runtime import create_topics
+from tests.e2e._worker import start_worker, stop_worker
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -254,37 +255,6 @@ def _tail(tmp_path: Path) -> str:
     return (tmp_path / "worker.log").read_text()[-3000:]
 
 
-def _start_worker(bootstrap: str, unique: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
-        "CARBON_ACCOUNTS_STREAMS_APP_ID": f"accounting-{unique}",
-        "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
-    }
-    log = (tmp_path / "worker.log").open("a")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams",
-            "worker",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(timeout=10)
-
-
 def test_state_survives_a_worker_restart(tmp_path: Path) -> None:
     """Meters' last readings, kept in the table, are recovered from its changelog.
 
@@ -308,7 +278,7 @@ def test_state_survives_a_worker_restart(tmp_path: Path) -> None:
         bootstrap = broker.bootstrap
         settings.kafka.partitions = 4
         asyncio.run(create_topics(settings, bootstrap))  # the worker's own setting is 8
-        worker = _start_worker(bootstrap, unique, tmp_path)
+        worker = start_worker(bootstrap, tmp_path, f"accounting-{unique}")
 
         async def scenario() -> None:
             nonlocal worker
@@ -320,8 +290,8 @@ def test_state_survives_a_worker_restart(tmp_path: Path) -> None:
                 topic = f"accounting-{unique}-accounting-state-changelog"
                 ok = await _changelog_has(bootstrap, topic, count=len(pairs))
                 assert ok, _tail(tmp_path)
-                _stop(worker)
-                worker = _start_worker(bootstrap, unique, tmp_path)
+                stop_worker(worker)
+                worker = start_worker(bootstrap, tmp_path, f"accounting-{unique}")
                 windows.worker = worker
                 # sent while the new worker starts and recovers: it must still be accounted
                 await _produce(bootstrap, [p[1] for p in pairs])
@@ -333,7 +303,7 @@ def test_state_survives_a_worker_restart(tmp_path: Path) -> None:
         try:
             asyncio.run(scenario())
         finally:
-            _stop(worker)
+            stop_worker(worker)
 
 
 async def _changelog_has(bootstrap: str, topic: str, count: int = 1, timeout: float = 60) -> bool:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +22,7 @@ from streams.agents import labelling
 from streams.app import create_app
 from streams.registry import benchmark_key, denominator_key, produce
 from streams.runtime import create_topics
+from tests.e2e._worker import start_worker, stop_worker
 
 
 def _utc(*args: int) -> datetime:
@@ -272,50 +270,25 @@ def test_state_survives_a_worker_restart(tmp_path: Path) -> None:
         finally:
             await consumer.stop()
 
+    worker_args = ("labelling-restart", "--agents", "labelling")
+    worker_env = {"CARBON_ACCOUNTS_STREAMS_TIMEZONE": "UTC"}
     with EmbeddedBroker(tmp_path / "kafka", log_file=tmp_path / "broker.log") as broker:
         bootstrap = broker.bootstrap
         asyncio.run(create_topics(settings, bootstrap))
-        worker = _start_worker(bootstrap, tmp_path)
+        worker = start_worker(bootstrap, tmp_path, *worker_args, **worker_env)
         try:
             before = asyncio.run(run("before"))
             assert coloured(before), before
         finally:
-            _stop(worker)
-        worker = _start_worker(bootstrap, tmp_path)
+            stop_worker(worker)
+        worker = start_worker(bootstrap, tmp_path, *worker_args, **worker_env)
         try:
             after = asyncio.run(run("after"))
         finally:
-            _stop(worker)
+            stop_worker(worker)
     new = after[len(before) :]
     revision = max(x["revision"] for x in before if x["account_id"] == first)
     assert [
         (x["account_id"], x["old_colour"], x["new_colour"], x["reason"], x["revision"]) for x in new
     ] == [(first, "light_green", "yellow", "emissions_change", revision + 1)]
     assert abs(new[0]["k"] - 12.6 / 10) < 1e-9  # (11 x 100 + 160) t / 100 / benchmark 10
-
-
-def _start_worker(bootstrap: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CARBON_ACCOUNTS_DATA_DIR": str(tmp_path / "var"),
-        "CARBON_ACCOUNTS_STREAMS_APP_ID": "labelling-restart",
-        "CARBON_ACCOUNTS_STREAMS_TIMEZONE": "UTC",
-        "CARBON_ACCOUNTS_METRICS_ENABLED": "false",
-    }
-    log = (tmp_path / "worker.log").open("a")
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams", "worker", "--agents", "labelling"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(timeout=10)
