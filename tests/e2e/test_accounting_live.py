@@ -242,12 +242,7 @@ def test_live_stream_matches_replay(bootstrap: str, unique: str, tmp_path: Path)
     try:
         asyncio.run(scenario())
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
+        stop_worker(worker)
         log.close()
 
 
