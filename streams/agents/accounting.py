@@ -61,7 +61,8 @@ from streams.metrics import (
     SNAPSHOT_ACCOUNTS,
     WINDOW_REVISIONS,
 )
-from streams.rules.accounting import Accountant, AccountState
+from streams.rules.accounting import Accountant, AccountState, Outcome
+from streams.rules.inorder import IntervalColumns
 from streams.rules.normalise import (
     Columns,
     Interval,
@@ -115,9 +116,40 @@ _WINDOW_SCHEMA_BYTES = _WINDOW_SCHEMA.serialize().to_pybytes()
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # end of an Arrow IPC stream
 
 
-def _intervals_batch(chunks: Sequence[tuple[str, Sequence[Interval]]]) -> bytes | None:
-    """Accounts' intervals as one Arrow IPC stream (EnergyInterval schema), +1 ones only
-    (None when there are none).
+def _ipc_stream(batches: Sequence[pa.RecordBatch]) -> bytes | None:
+    """Record batches of the EnergyInterval schema as one Arrow IPC stream (None: no rows)."""
+    parts = [b.serialize().to_pybytes() for b in batches if b.num_rows]
+    if not parts:
+        return None
+    return b"".join([_INTERVAL_SCHEMA_BYTES, *parts, _EOS])
+
+
+def _interval_columns_batch(ivc: IntervalColumns, accounts: list[str]) -> pa.RecordBatch:
+    """The in-order lane's intervals as an EnergyInterval record batch; `accounts[i]` is
+    the account of span i (rows name their span)."""
+    n = len(ivc.meter_id)
+    energy = pa.array(ivc.energy_type, pa.string()).dictionary_encode()
+    units = pa.array([_UNITS.get(x, "") for x in energy.dictionary.to_pylist()], pa.string())
+    seqs = pa.array(
+        list(chain.from_iterable(zip(ivc.seq_start, ivc.seq_end, strict=True))), pa.int64()
+    )
+    arrays = [
+        pa.array(ivc.meter_id, pa.string()),
+        pa.array(accounts, pa.string()).take(pa.array(ivc.span)),
+        energy.dictionary.take(energy.indices),
+        pa.array(ivc.start).view(_TS),
+        pa.array(ivc.end).view(_TS),
+        pa.array(ivc.consumption),
+        units.take(energy.indices),
+        pa.array(ivc.uncertain),
+        pa.nulls(n, pa.string()).fill_null(""),
+        pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, np.int32)), seqs),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=_INTERVAL_SCHEMA)
+
+
+def _intervals_batch(chunks: Sequence[tuple[str, Sequence[Interval]]]) -> pa.RecordBatch:
+    """Accounts' intervals as one record batch (EnergyInterval schema), +1 ones only.
 
     `chunks`: (account_id, that account's intervals from one message). Built column by
     column (one transpose, typed arrays, the schema message serialised once): pyarrow's
@@ -150,9 +182,7 @@ def _intervals_batch(chunks: Sequence[tuple[str, Sequence[Interval]]]) -> bytes 
     batch = pa.RecordBatch.from_arrays(arrays, schema=_INTERVAL_SCHEMA)
     if -1 in sign:
         batch = batch.filter(pc.equal(pa.array(sign, pa.int8()), 1))
-        if batch.num_rows == 0:
-            return None
-    return _INTERVAL_SCHEMA_BYTES + batch.serialize().to_pybytes() + _EOS
+    return batch
 
 
 def _windows_batch(windows: Sequence[dict[str, Any]]) -> bytes:
@@ -175,6 +205,7 @@ class _Gathered:
 
     def __init__(self) -> None:
         self.chunks: dict[int, list[tuple[str, list[Interval]]]] = {}
+        self.batches: dict[int, list[pa.RecordBatch]] = {}  # the in-order lane's
         self.windows: dict[int, list[tuple[str, list[dict[str, Any]]]]] = {}
         self.rows = 0
         self.sent_at = time.monotonic()
@@ -184,6 +215,12 @@ class _Gathered:
         if intervals:
             self.chunks.setdefault(partition, []).append((account_id, intervals))
             self.rows += len(intervals)
+
+    def add_batch(self, partition: int, batch: pa.RecordBatch) -> None:
+        """Keep intervals already in a record batch (the in-order lane's)."""
+        if batch.num_rows:
+            self.batches.setdefault(partition, []).append(batch)
+            self.rows += batch.num_rows
 
     def add_windows(self, partition: int, account_id: str, windows: list[dict[str, Any]]) -> None:
         """Keep new or revised windows of one account."""
@@ -197,17 +234,22 @@ class _Gathered:
             self.rows > 0 and time.monotonic() - self.sent_at >= _INTERVAL_SECONDS
         )
 
-    def take(self) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
-        """Everything gathered (intervals, windows), per partition; starts afresh."""
-        chunks, windows = self.chunks, self.windows
-        self.chunks, self.windows, self.rows = {}, {}, 0
+    def take(self) -> tuple[dict[int, list[pa.RecordBatch]], dict[int, list[Any]]]:
+        """Everything gathered (intervals as record batches, windows), per partition;
+        starts afresh."""
+        batches = self.batches
+        for partition, chunks in self.chunks.items():
+            batches.setdefault(partition, []).append(_intervals_batch(chunks))
+        windows = self.windows
+        self.chunks, self.batches, self.windows, self.rows = {}, {}, {}, 0
         self.sent_at = time.monotonic()
-        return chunks, windows
+        return batches, windows
 
     def forget(self, partition: int) -> None:
         """Drop a revoked partition's outputs (its new owner sends them again)."""
         for gathered in (self.chunks, self.windows):
             self.rows -= sum(len(rows) for _, rows in gathered.pop(partition, []))
+        self.rows -= sum(b.num_rows for b in self.batches.pop(partition, []))
 
 
 class _Inbox:
@@ -307,9 +349,9 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def send_outputs() -> None:
         """Send the gathered intervals and windows: Arrow batches, one per partition."""
-        chunks, windows = gathered.take()
-        for partition, rows in chunks.items():
-            value = _intervals_batch(rows)
+        batches, windows = gathered.take()
+        for partition, pieces in batches.items():
+            value = _ipc_stream(pieces)
             if value is not None:
                 await send(INTERVALS, None, value, _ARROW_HEADERS, partition)
                 EVENTS_OUT.labels(agent=AGENT, topic=INTERVALS).inc()
@@ -369,22 +411,22 @@ def register(app: faust.App, settings: Settings) -> None:
         extra = dlq_headers(error, topic=READINGS, partition=partition, offset=offset)
         await send(dlq_topic(READINGS), key, value, headers + extra)
 
-    async def account(account_id: str, cols: Columns, rows: Any, fmt: bytes, event: Any) -> None:
-        key = account_id.encode()
+    async def account(entry: _Entry, state: AccountState, outcome: Outcome | None) -> None:
+        """One message's batch of one account: `outcome` when the lane took it, else
+        `process` runs here."""
+        event, fmt, account_id, cols, a, b, rows = entry
         msg = event.message
-        state = table.data.get(account_id)
-        if state is None:
-            state = table.data[account_id] = AccountState(account_id)
-        elif msg.offset <= state.offset:
-            return  # already in the state recovered from the changelog: a re-delivery
-        outcome = accountant.process(state, cols, ref.regions.get(account_id))
+        if outcome is None:
+            part = cols if (a, b) == (0, len(cols)) else cols.slice(a, b)
+            outcome = accountant.process(state, part, ref.regions.get(account_id))
+            gathered.add(msg.partition, account_id, outcome.normalised.intervals)
         state.offset = msg.offset
         snapshots.dirty[account_id] = msg.partition
         result = outcome.normalised
-        gathered.add(msg.partition, account_id, result.intervals)
         emit_windows(account_id, msg.partition, outcome.windows, "late_data")
         for et, n in result.duplicates.items():
             DUPLICATES.labels(energy_type=et).inc(n)
+        key = account_id.encode()
         for row, error in result.rejected:
             if fmt == ARROW_FORMAT:
                 value = _one_row(rows, row)
@@ -440,23 +482,76 @@ def register(app: faust.App, settings: Settings) -> None:
 
     async def account_inbox() -> None:
         """Decode the inbox's messages together and account them in order (caller holds
-        `snapshots.lock`)."""
+        `snapshots.lock`).
+
+        In rounds: each account's first message, then each one's second, and so on
+        (messages of different accounts touch different state, so only each account's
+        own order matters); a round's in-order batches go through the lane together."""
         events = inbox.take()
         if not events:
             return
         started = time.perf_counter()
         n = 0
-        for event, fmt, decoded in _decode(events):
+        entries: list[_Entry] = []
+        decoded_events, shared = _decode(events)
+        for event, fmt, decoded in decoded_events:
             msg = event.message
             if isinstance(decoded, ContractError):
                 await reject(decoded, event.value, event.key, [], msg.partition, msg.offset)
                 n += 1
                 continue
-            for account_id, cols, rows in decoded:
-                await account(account_id, cols, rows, fmt, event)
-                n += len(cols)
+            for account_id, cols, a, b, rows in decoded:
+                entries.append((event, fmt, account_id, cols, a, b, rows))
+                n += b - a
+        while entries:
+            seen: set[str] = set()
+            now: list[_Entry] = []
+            later: list[_Entry] = []
+            for entry in entries:
+                (later if entry[2] in seen else now).append(entry)
+                seen.add(entry[2])
+            await account_round(now, shared)
+            entries = later
         EVENTS_IN.labels(agent=AGENT).inc(n)
         BATCH_SECONDS.labels(agent=AGENT).observe(time.perf_counter() - started)
+
+    async def account_round(entries: list[_Entry], shared: Columns | None) -> None:
+        """Account messages of distinct accounts: the in-order lane for the batches of
+        the inbox's shared columns, `process` for the rest."""
+        todo: list[tuple[_Entry, AccountState]] = []
+        for entry in entries:
+            event, _fmt, account_id, *_ = entry
+            state = table.data.get(account_id)
+            if state is None:
+                state = table.data[account_id] = AccountState(account_id)
+            elif event.message.offset <= state.offset:
+                continue  # already in the state recovered from the changelog: a re-delivery
+            todo.append((entry, state))
+        outcomes: list[Outcome | None] = [None] * len(todo)
+        if shared is not None:
+            at = [i for i, (e, _) in enumerate(todo) if e[3] is shared]
+            spans = [
+                (todo[i][1], todo[i][0][4], todo[i][0][5], ref.regions.get(todo[i][0][2]))
+                for i in at
+            ]
+            taken, ivc = accountant.process_spans(spans, shared)
+            for i, outcome in zip(at, taken, strict=True):
+                outcomes[i] = outcome
+            if ivc is not None:
+                lane_intervals(ivc, [todo[i] for i in at])
+        for (entry, state), outcome in zip(todo, outcomes, strict=True):
+            await account(entry, state, outcome)
+
+    def lane_intervals(ivc: IntervalColumns, spans: list[tuple[_Entry, AccountState]]) -> None:
+        """Gather the lane's intervals, split by their messages' partitions."""
+        batch = _interval_columns_batch(ivc, [e[2] for e, _ in spans])
+        partitions = [e[0].message.partition for e, _ in spans]
+        if len(set(partitions)) == 1:
+            gathered.add_batch(partitions[0], batch)
+            return
+        of_row = np.array(partitions, np.int64)[ivc.span]
+        for partition in sorted(set(partitions)):
+            gathered.add_batch(partition, batch.filter(pa.array(of_row == partition)))
 
     def _partition(account_id: str) -> int:
         """The account's `meter.readings` partition (the producers' default partitioner)."""
@@ -642,16 +737,24 @@ async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
     return True
 
 
-_Decoded = list[tuple[str, Columns, pa.RecordBatch | None]]
+#: per message: (account_id, columns, first row, end row, the message's rows as Arrow)
+_Decoded = list[tuple[str, Columns, int, int, pa.RecordBatch | None]]
+#: a message's batch of one account, as the agent accounts it: (event, format,
+#: account_id, columns, first row, end row, the message's rows as Arrow)
+_Entry = tuple[Any, bytes, str, Columns, int, int, pa.RecordBatch | None]
 
 
-def _decode(events: Sequence[Any]) -> list[tuple[Any, bytes, _Decoded | ContractError]]:
+def _decode(
+    events: Sequence[Any],
+) -> tuple[list[tuple[Any, bytes, _Decoded | ContractError]], Columns | None]:
     """Each message's readings by account (normally one account: the message key's), or
-    why the whole message is rejected; in message order.
+    why the whole message is rejected; in message order. And the shared columns of the
+    plain messages (None when there is none).
 
     Plain messages (one record batch of the reading schema, keyed by their account, as
     our collectors send them) are decoded together: their columns become Python lists
-    in one call per column for all of them, then are sliced per message.
+    in one call per column for all of them, and each message is a span of rows of those
+    shared columns. Anything else has columns of its own (rows 0 to its length).
     """
     out: list[tuple[Any, bytes, _Decoded | ContractError]] = []
     plain: list[tuple[int, pa.RecordBatch]] = []  # (index in out, its batch)
@@ -671,7 +774,7 @@ def _decode(events: Sequence[Any]) -> list[tuple[Any, bytes, _Decoded | Contract
                     decoded = _by_account(value, event.key)
             elif fmt == JSON_FORMAT:
                 reading = decode_json(Reading, value)
-                decoded = [(reading.account_id, columns_from_readings([reading]), None)]
+                decoded = [(reading.account_id, columns_from_readings([reading]), 0, 1, None)]
             else:
                 raise ContractError(ReasonCode.BAD_ENCODING, f"unknown {FORMAT_HEADER} {fmt!r}")
         except ContractError as exc:
@@ -679,21 +782,22 @@ def _decode(events: Sequence[Any]) -> list[tuple[Any, bytes, _Decoded | Contract
         except (pa.ArrowInvalid, OSError, KeyError) as exc:
             decoded = ContractError(ReasonCode.BAD_ENCODING, f"bad Arrow batch: {exc}")
         out.append((event, fmt, decoded))
-    if plain:
-        table = pa.Table.from_batches([b for _, b in plain], schema=_READING_SCHEMA)
-        cols = columns_from_arrow(table)
-        accounts = table.column("account_id").to_pylist()
-        start = 0
-        for at, batch in plain:
-            end = start + batch.num_rows
-            event, fmt, _ = out[at]
-            key = event.key.decode()
-            if accounts[start:end].count(key) == end - start:
-                out[at] = (event, fmt, [(key, cols.slice(start, end), batch)])
-            else:  # rows of another account than the key's, or of several
-                out[at] = (event, fmt, _accounts_of(batch, event.key))
-            start = end
-    return out
+    if not plain:
+        return out, None
+    table = pa.Table.from_batches([b for _, b in plain], schema=_READING_SCHEMA)
+    cols = columns_from_arrow(table)
+    accounts = table.column("account_id").to_pylist()
+    start = 0
+    for at, batch in plain:
+        end = start + batch.num_rows
+        event, fmt, _ = out[at]
+        key = event.key.decode()
+        if accounts[start:end].count(key) == end - start:
+            out[at] = (event, fmt, [(key, cols, start, end, batch)])
+        else:  # rows of another account than the key's, or of several
+            out[at] = (event, fmt, _accounts_of(batch, event.key))
+        start = end
+    return out, cols
 
 
 def _plain_batch(value: bytes) -> pa.RecordBatch | None:
@@ -721,12 +825,12 @@ def _accounts_of(batch: pa.RecordBatch, key: bytes | None) -> _Decoded:
     accounts = batch.column("account_id").to_pylist()
     first = accounts[0] if accounts else (key.decode() if key else "")
     if all(a == first for a in accounts):
-        return [(first or "", columns_from_arrow(batch), batch)]
+        return [(first or "", columns_from_arrow(batch), 0, batch.num_rows, batch)]
     out: _Decoded = []
     for account_id in dict.fromkeys(accounts):  # rare: a batch of several accounts
         rows = [i for i, a in enumerate(accounts) if a == account_id]
         part = batch.take(pa.array(rows, pa.int64()))
-        out.append((account_id or "", columns_from_arrow(part), part))
+        out.append((account_id or "", columns_from_arrow(part), 0, part.num_rows, part))
     return out
 
 

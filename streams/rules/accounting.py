@@ -16,7 +16,7 @@ table keyed by account_id, `carbon-accounts replay` in a dict; both call `proces
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "apply_intervals",
     "emit_windows",
     "factor_region",
+    "finish",
     "parse_region_map",
     "process",
     "recompute",
@@ -61,6 +62,8 @@ class AccountState:
     #: offset of the last `meter.readings` message applied, in the account's partition
     #: (-1: none): the live agent skips messages at or below it after a restart
     offset: int = -1
+    #: a derived view of the meters for `streams.rules.inorder` (not stored)
+    lane: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the Faust changelog carries this)."""
@@ -247,10 +250,29 @@ def process(
     factor book or region changed since the account's last batch, every kept window is
     re-examined (a factor revision re-emits those whose factor changed).
     """
+    state.lane = None  # normalise may change the meters the lane was built from
     result = normalise(state.meters, cols, grace_ms)
+    touched = apply_intervals(state.windows, result.intervals)
+    return finish(
+        state, result, touched, factors=factors, region=region,
+        grace_ms=grace_ms, retention_ms=retention_ms,
+    )  # fmt: skip
+
+
+def finish(
+    state: AccountState,
+    result: NormaliseResult,
+    touched: set[tuple[str, int]],
+    *,
+    factors: FactorBook,
+    region: str,
+    grace_ms: int,
+    retention_ms: int,
+) -> Outcome:
+    """After a batch's intervals were applied (`touched`: the windows they changed):
+    move the watermark, emit what changed, drop windows past retention."""
     if result.latest > state.watermark:
         state.watermark = result.latest
-    touched = apply_intervals(state.windows, result.intervals)
     if state.factor_generation != factors.generation or state.region != region:
         touched = set(state.windows)
         state.factor_generation = factors.generation
@@ -303,6 +325,23 @@ class Accountant:
             cols,
             factors=self.factors,
             region=factor_region(self.region_map, account_region),
+            grace_ms=self.grace_ms,
+            retention_ms=self.retention_ms,
+        )
+
+    def process_spans(
+        self, spans: Sequence[tuple[AccountState, int, int, str | None]], cols: Columns
+    ) -> tuple[list[Outcome | None], Any]:
+        """`streams.rules.inorder.process_spans` over many accounts' batches (rows of
+        `cols`; spans: state, first row, end row, account region; each account once):
+        per span its Outcome, or None where the caller must run `process`; and the
+        taken spans' intervals as `IntervalColumns` (None when none was taken)."""
+        from streams.rules.inorder import process_spans  # it builds on this module
+
+        return process_spans(
+            [(s, a, b, factor_region(self.region_map, r)) for s, a, b, r in spans],
+            cols,
+            factors=self.factors,
             grace_ms=self.grace_ms,
             retention_ms=self.retention_ms,
         )

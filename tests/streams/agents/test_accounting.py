@@ -85,7 +85,7 @@ def _iv(meter: str, et: str, start_min: int, cons: float, sign: int, seqs: tuple
 def test_intervals_batch_keeps_plus_ones_with_their_account_and_unit() -> None:
     import pyarrow as pa
 
-    from streams.agents.accounting import _intervals_batch
+    from streams.agents.accounting import _intervals_batch, _ipc_stream
 
     chunks = [
         ("A", [_iv("A-1", "electricity", 0, 1.5, 1, (1, 2))]),
@@ -98,7 +98,7 @@ def test_intervals_batch_keeps_plus_ones_with_their_account_and_unit() -> None:
             ],
         ),
     ]
-    value = _intervals_batch(chunks)
+    value = _ipc_stream([_intervals_batch(chunks)])
     assert value is not None
     rows = pa.ipc.open_stream(value).read_all().to_pylist()
     got = [
@@ -115,9 +115,42 @@ def test_intervals_batch_keeps_plus_ones_with_their_account_and_unit() -> None:
 
 
 def test_intervals_batch_of_takebacks_only_is_none() -> None:
-    from streams.agents.accounting import _intervals_batch
+    from streams.agents.accounting import _intervals_batch, _ipc_stream
 
-    assert _intervals_batch([("A", [_iv("A-1", "electricity", 0, 1.0, -1, (1, 2))])]) is None
+    batch = _intervals_batch([("A", [_iv("A-1", "electricity", 0, 1.0, -1, (1, 2))])])
+    assert batch.num_rows == 0 and _ipc_stream([batch]) is None
+
+
+def test_lane_intervals_batch_equals_the_tuples_batch() -> None:
+    """The in-order lane's columns make the same EnergyInterval rows as its tuples would."""
+    import numpy as np
+
+    from streams.agents.accounting import _interval_columns_batch, _intervals_batch
+    from streams.rules.inorder import IntervalColumns
+
+    chunks = [
+        (
+            "A",
+            [_iv("A-1", "electricity", 0, 1.5, 1, (1, 2)), _iv("A-2", "steam", 15, 2.0, 1, (3, 4))],
+        ),
+        ("B", [_iv("B-1", "natural_gas", 30, 0.25, 1, (None, 9))]),
+    ]
+    ivs = [iv for _, rows in chunks for iv in rows]
+    ivc = IntervalColumns(
+        span=np.array([0, 0, 1]),
+        meter_id=[iv[0] for iv in ivs],
+        energy_type=[iv[1] for iv in ivs],
+        start=np.array([iv[2] for iv in ivs], np.int64),
+        end=np.array([iv[3] for iv in ivs], np.int64),
+        consumption=np.array([iv[4] for iv in ivs]),
+        uncertain=np.array([iv[5] for iv in ivs]),
+        seq_start=[iv[7][0] for iv in ivs],
+        seq_end=[iv[7][1] for iv in ivs],
+    )
+    got = _interval_columns_batch(ivc, ["A", "B"])
+    want = _intervals_batch(chunks)
+    assert got.schema == want.schema
+    assert got.to_pylist() == want.to_pylist()
 
 
 def _reading(account: str, meter: str, minute: int, value: float) -> dict[str, Any]:
@@ -179,11 +212,11 @@ def test_decode_slices_plain_messages_and_keeps_the_odd_ones_apart() -> None:
         _message(b"F", b"not arrow", ARROW_FORMAT),
         _message(b"B", b, b"text/csv"),
     ]
-    got = _decode(events)
+    got, shared = _decode(events)
     assert [event for event, _, _ in got] == events  # message order kept
     decoded = [d for _, _, d in got]
     summary = [
-        [(acct, list(cols.meter_id), list(cols.value)) for acct, cols, _ in d]
+        [(acct, list(cols.meter_id[a:b]), list(cols.value[a:b])) for acct, cols, a, b, _ in d]
         for d in decoded[:5]
         if not isinstance(d, ContractError)
     ]
@@ -194,8 +227,12 @@ def test_decode_slices_plain_messages_and_keeps_the_odd_ones_apart() -> None:
         [("A", ["A-1", "A-2"], [1.0, 2.0]), ("B", ["B-1"], [5.0])],
         [("E", ["E-1"], [7.0])],
     ]
-    assert decoded[0][0][1].ts == [1_767_225_600_000, 1_767_225_600_000]
-    assert decoded[0][0][2].num_rows == 2  # the message's own batch, for the DLQ
+    # the plain messages A and B are spans of one set of shared columns
+    assert decoded[0][0][1] is shared and decoded[1][0][1] is shared
+    assert [d[0][2:4] for d in decoded[:2]] == [(0, 2), (2, 3)]
+    assert shared.ts[:2] == [1_767_225_600_000, 1_767_225_600_000]
+    assert decoded[0][0][4].num_rows == 2  # the message's own batch, for the DLQ
+    assert decoded[2][0][1] is not shared  # the general path: columns of its own
     assert isinstance(decoded[5], ContractError) and decoded[5].reason == ReasonCode.BAD_ENCODING
     assert isinstance(decoded[6], ContractError) and decoded[6].reason == ReasonCode.BAD_ENCODING
 
