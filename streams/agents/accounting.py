@@ -62,7 +62,7 @@ from streams.metrics import (
     WINDOW_REVISIONS,
 )
 from streams.rules.accounting import Accountant, AccountState, Outcome
-from streams.rules.inorder import IntervalColumns
+from streams.rules.inorder import IntervalColumns, Rows
 from streams.rules.normalise import (
     Columns,
     Interval,
@@ -414,10 +414,10 @@ def register(app: faust.App, settings: Settings) -> None:
     async def account(entry: _Entry, state: AccountState, outcome: Outcome | None) -> None:
         """One message's batch of one account: `outcome` when the lane took it, else
         `process` runs here."""
-        event, fmt, account_id, cols, a, b, rows = entry
+        event, fmt, account_id, cols, _a, _b, rows = entry
         msg = event.message
         if outcome is None:
-            part = cols if (a, b) == (0, len(cols)) else cols.slice(a, b)
+            part = cols if cols is not None else columns_from_arrow(rows)
             outcome = accountant.process(state, part, ref.regions.get(account_id))
             gathered.add(msg.partition, account_id, outcome.normalised.intervals)
         state.offset = msg.offset
@@ -515,7 +515,7 @@ def register(app: faust.App, settings: Settings) -> None:
         EVENTS_IN.labels(agent=AGENT).inc(n)
         BATCH_SECONDS.labels(agent=AGENT).observe(time.perf_counter() - started)
 
-    async def account_round(entries: list[_Entry], shared: Columns | None) -> None:
+    async def account_round(entries: list[_Entry], shared: Rows | None) -> None:
         """Account messages of distinct accounts: the in-order lane for the batches of
         the inbox's shared columns, `process` for the rest."""
         todo: list[tuple[_Entry, AccountState]] = []
@@ -529,7 +529,7 @@ def register(app: faust.App, settings: Settings) -> None:
             todo.append((entry, state))
         outcomes: list[Outcome | None] = [None] * len(todo)
         if shared is not None:
-            at = [i for i, (e, _) in enumerate(todo) if e[3] is shared]
+            at = [i for i, (e, _) in enumerate(todo) if e[3] is None]
             spans = [
                 (todo[i][1], todo[i][0][4], todo[i][0][5], ref.regions.get(todo[i][0][2]))
                 for i in at
@@ -737,24 +737,26 @@ async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
     return True
 
 
-#: per message: (account_id, columns, first row, end row, the message's rows as Arrow)
-_Decoded = list[tuple[str, Columns, int, int, pa.RecordBatch | None]]
+#: per message and account: (account_id, its columns or None for a span of the shared
+#: `Rows`, first row, end row, the message's rows as Arrow)
+_Decoded = list[tuple[str, Columns | None, int, int, pa.RecordBatch | None]]
 #: a message's batch of one account, as the agent accounts it: (event, format,
-#: account_id, columns, first row, end row, the message's rows as Arrow)
-_Entry = tuple[Any, bytes, str, Columns, int, int, pa.RecordBatch | None]
+#: account_id, columns or None, first row, end row, the message's rows as Arrow)
+_Entry = tuple[Any, bytes, str, Columns | None, int, int, pa.RecordBatch | None]
 
 
 def _decode(
     events: Sequence[Any],
-) -> tuple[list[tuple[Any, bytes, _Decoded | ContractError]], Columns | None]:
+) -> tuple[list[tuple[Any, bytes, _Decoded | ContractError]], Rows | None]:
     """Each message's readings by account (normally one account: the message key's), or
-    why the whole message is rejected; in message order. And the shared columns of the
+    why the whole message is rejected; in message order. And the shared `Rows` of the
     plain messages (None when there is none).
 
     Plain messages (one record batch of the reading schema, keyed by their account, as
-    our collectors send them) are decoded together: their columns become Python lists
-    in one call per column for all of them, and each message is a span of rows of those
-    shared columns. Anything else has columns of its own (rows 0 to its length).
+    our collectors send them) are decoded together, as one `Rows` for the in-order
+    lane, and each is a span of its rows (columns None: `columns_from_arrow` of the
+    message's own batch when the lane does not take it). Anything else has columns of
+    its own (rows 0 to its length).
     """
     out: list[tuple[Any, bytes, _Decoded | ContractError]] = []
     plain: list[tuple[int, pa.RecordBatch]] = []  # (index in out, its batch)
@@ -785,7 +787,7 @@ def _decode(
     if not plain:
         return out, None
     table = pa.Table.from_batches([b for _, b in plain], schema=_READING_SCHEMA)
-    cols = columns_from_arrow(table)
+    shared = Rows.from_arrow(table)  # the reading schema: every column is there
     accounts = table.column("account_id").to_pylist()
     start = 0
     for at, batch in plain:
@@ -793,11 +795,11 @@ def _decode(
         event, fmt, _ = out[at]
         key = event.key.decode()
         if accounts[start:end].count(key) == end - start:
-            out[at] = (event, fmt, [(key, cols, start, end, batch)])
+            out[at] = (event, fmt, [(key, None, start, end, batch)])
         else:  # rows of another account than the key's, or of several
             out[at] = (event, fmt, _accounts_of(batch, event.key))
         start = end
-    return out, cols
+    return out, shared
 
 
 def _plain_batch(value: bytes) -> pa.RecordBatch | None:

@@ -330,17 +330,17 @@ class Accountant:
         )
 
     def process_spans(
-        self, spans: Sequence[tuple[AccountState, int, int, str | None]], cols: Columns
+        self, spans: Sequence[tuple[AccountState, int, int, str | None]], rows: Any
     ) -> tuple[list[Outcome | None], Any]:
-        """`streams.rules.inorder.process_spans` over many accounts' batches (rows of
-        `cols`; spans: state, first row, end row, account region; each account once):
+        """`streams.rules.inorder.process_spans` over many accounts' batches (`rows`: an
+        `inorder.Rows`; spans: state, first row, end row, account region; each once):
         per span its Outcome, or None where the caller must run `process`; and the
         taken spans' intervals as `IntervalColumns` (None when none was taken)."""
         from streams.rules.inorder import process_spans  # it builds on this module
 
         return process_spans(
             [(s, a, b, factor_region(self.region_map, r)) for s, a, b, r in spans],
-            cols,
+            rows,
             factors=self.factors,
             grace_ms=self.grace_ms,
             retention_ms=self.retention_ms,

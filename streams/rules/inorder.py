@@ -24,28 +24,137 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.contracts import Kind, Quality
 from schemas.errors import ContractError
 from schemas.factors import FactorBook
 from streams.rules.accounting import WINDOW_MS, AccountState, Outcome, finish
-from streams.rules.normalise import _CONVERSIONS, Columns, MeterState, NormaliseResult, _conversion
+from streams.rules.normalise import (
+    _CONVERSIONS,
+    Columns,
+    MeterState,
+    NormaliseResult,
+    _conversion,
+)
 
-__all__ = ["IntervalColumns", "Lane", "process_spans"]
+__all__ = ["IntervalColumns", "Lane", "Rows", "process_spans"]
 
 _CUMULATIVE = Kind.CUMULATIVE.value
 _GOOD = Quality.GOOD.value
 _UNCERTAIN = Quality.UNCERTAIN.value
+_TS_MS = pa.timestamp("ms", tz="UTC")
+# `sum` of floats adds one by one up to Python 3.11 (3.12 compensates): where it does,
+# it is `apply_intervals`' arithmetic at C speed
+_SUM_IS_SEQUENTIAL = sum([1e16, 1.0, -1e16], 0.0) == 0.0
+
+
+def _add_all(start: float, values: Sequence[float]) -> float:
+    if _SUM_IS_SEQUENTIAL:
+        return sum(values, start)
+    for v in values:
+        start += v
+    return start
+
+
+@dataclass(slots=True)
+class Rows:
+    """Readings as the lane reads them: the strings it compares as lists, the numbers as
+    arrays, and `plain`: the row passes `normalise`'s checks for the in-order case
+    (cumulative, good or uncertain, no counter_max, ts and value present)."""
+
+    meter_id: list[Any]
+    energy_type: list[Any]
+    unit: list[Any]
+    seq: list[Any]
+    ts: np.ndarray  # int64 ms (anything where not plain)
+    value: np.ndarray  # float64, as sent (anything where not plain)
+    uncertain: np.ndarray  # bool
+    plain: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.meter_id)
+
+    @classmethod
+    def from_columns(cls, cols: Columns) -> Rows:
+        """From `Columns` (lists; replay's and the tests' form)."""
+        n = len(cols)
+        ts = cols.ts
+        value = cols.value
+        plain = [
+            k == _CUMULATIVE and q in (_GOOD, _UNCERTAIN) and c is None and t is not None
+            and isinstance(v, float | int)
+            for k, q, c, t, v in zip(cols.kind, cols.quality, cols.counter_max, ts, value,
+                                     strict=True)
+        ]  # fmt: skip
+        return cls(
+            meter_id=list(cols.meter_id),
+            energy_type=list(cols.energy_type),
+            unit=list(cols.unit),
+            seq=list(cols.seq),
+            ts=np.array([t if p else 0 for t, p in zip(ts, plain, strict=True)], np.int64),
+            value=np.array([v if p else 0.0 for v, p in zip(value, plain, strict=True)]),
+            uncertain=np.array([q == _UNCERTAIN for q in cols.quality], np.bool_).reshape(n),
+            plain=np.array(plain, np.bool_).reshape(n),
+        )
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Rows:
+        """From a table of readings (the reading contract's Arrow schema): the checks in
+        Arrow, the numbers without a Python object each. Raises KeyError for a missing
+        column."""
+        for name in ("kind", "quality", "counter_max", "ts", "value", "meter_id"):
+            if name not in table.schema.names:
+                raise KeyError(name)
+        quality = table.column("quality")
+        ts = table.column("ts")
+        if ts.type != _TS_MS:
+            ts = ts.cast(_TS_MS)
+        value = table.column("value")
+        plain = pc.and_(
+            pc.and_(
+                pc.equal(table.column("kind"), _CUMULATIVE),
+                pc.is_in(quality, pa.array([_GOOD, _UNCERTAIN])),
+            ),
+            pc.and_(
+                pc.and_(pc.is_null(table.column("counter_max")), pc.is_valid(ts)),
+                pc.is_valid(value),
+            ),
+        ).fill_null(False)
+        seq = table.column("seq").to_pylist() if "seq" in table.schema.names else None
+        return cls(
+            meter_id=table.column("meter_id").to_pylist(),
+            energy_type=table.column("energy_type").to_pylist(),
+            unit=table.column("unit").to_pylist(),
+            seq=seq if seq is not None else [None] * table.num_rows,
+            ts=_numbers(ts.cast(pa.int64()), 0),
+            value=_numbers(value, 0.0),
+            uncertain=_numbers(pc.equal(quality, _UNCERTAIN), False),
+            plain=_numbers(plain, False),
+        )
+
+
+def _numbers(column: Any, fill: Any) -> np.ndarray:
+    if column.null_count:
+        column = column.fill_null(fill)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column.to_numpy(zero_copy_only=False)
 
 
 @dataclass(slots=True)
 class Lane:
     """An account's meters in the order its batches list them, with their last readings
-    as arrays: a cache derived from its `MeterState`s (never stored, rebuilt at will)."""
+    as arrays: a cache derived from its `MeterState`s (never stored, rebuilt at will).
+    `order` lists the positions by energy type (stable): `groups` of (energy type, size)."""
 
     meter_ids: list[str]
     meters: list[MeterState]
     energy_types: list[str]
+    order: np.ndarray
+    groups: list[tuple[str, int]]
+    group_sizes: np.ndarray
     units: list[str]
     factors: np.ndarray  # the units' conversion factors to canonical
     last_ts: np.ndarray  # int64 ms
@@ -70,39 +179,52 @@ class IntervalColumns:
     seq_end: list[Any]
 
 
-def _lane(state: AccountState, cols: Columns, a: int, b: int) -> Lane | None:
-    """The account's lane for rows a..b, if their meters fit one (else None)."""
-    ids = cols.meter_id[a:b]
+def _new_lane(state: AccountState, ids: list[str]) -> Lane | None:
+    meters = [state.meters.get(m) for m in ids]
+    if len(set(ids)) != len(ids):
+        return None
+    for m in meters:
+        if (
+            m is None
+            or not m.readings
+            or m.periods
+            or m.counter_max is not None
+            or m.last_ts != m.readings[-1][0]
+        ):
+            return None
+    ms: list[MeterState] = meters  # type: ignore[assignment]
+    last = [m.readings[-1] for m in ms]
+    ets = [m.energy_type for m in ms]
+    by_type: dict[str, list[int]] = {}
+    for i, et in enumerate(ets):
+        by_type.setdefault(et, []).append(i)
+    return Lane(
+        meter_ids=ids,
+        meters=ms,
+        energy_types=ets,
+        order=np.array([i for positions in by_type.values() for i in positions], np.int64),
+        groups=[(et, len(positions)) for et, positions in by_type.items()],
+        group_sizes=np.array([len(positions) for positions in by_type.values()], np.int64),
+        units=[],
+        factors=np.empty(0),
+        last_ts=np.array([r[0] for r in last], np.int64),
+        last_value=np.array([r[1] for r in last], np.float64),
+        last_seq=[r[2] for r in last],
+        last_uncertain=np.array([bool(r[3]) for r in last], np.bool_),
+    )
+
+
+def _lane(state: AccountState, rows: Rows, a: int, b: int) -> Lane | None:
+    """The account's lane for rows a..b, if their meters and units fit one (else None)."""
+    ids = rows.meter_id[a:b]
     lane = state.lane
     if lane is None or lane.meter_ids != ids:
-        meters = [state.meters.get(m) for m in ids]
-        if len(set(ids)) != len(ids):
+        lane = state.lane = _new_lane(state, ids)
+        if lane is None:
             return None
-        for m in meters:
-            if (
-                m is None
-                or not m.readings
-                or m.periods
-                or m.counter_max is not None
-                or m.last_ts != m.readings[-1][0]
-            ):
-                return None
-        last = [m.readings[-1] for m in meters]  # type: ignore[union-attr]
-        lane = Lane(
-            meter_ids=ids,
-            meters=meters,  # type: ignore[arg-type]
-            energy_types=[m.energy_type for m in meters],  # type: ignore[union-attr]
-            units=[],
-            factors=np.empty(0),
-            last_ts=np.array([r[0] for r in last], np.int64),
-            last_value=np.array([r[1] for r in last], np.float64),
-            last_seq=[r[2] for r in last],
-            last_uncertain=np.array([bool(r[3]) for r in last], np.bool_),
-        )
-        state.lane = lane
-    if cols.energy_type[a:b] != lane.energy_types:
+    if rows.energy_type[a:b] != lane.energy_types:
         return None
-    units = cols.unit[a:b]
+    units = rows.unit[a:b]
     if units != lane.units:
         factors = []
         for et, unit in zip(lane.energy_types, units, strict=True):
@@ -115,23 +237,19 @@ def _lane(state: AccountState, cols: Columns, a: int, b: int) -> Lane | None:
             factors.append(factor)
         lane.units = units
         lane.factors = np.array(factors, np.float64)
-    n = b - a
-    if (
-        cols.kind[a:b].count(_CUMULATIVE) != n
-        or cols.counter_max[a:b].count(None) != n
-        or cols.ts[a:b].count(None)
-        or cols.value[a:b].count(None)
-    ):
-        return None
-    quality = cols.quality[a:b]
-    if quality.count(_GOOD) + quality.count(_UNCERTAIN) != n:
-        return None
     return lane
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The row numbers of consecutive ranges [start, start + length), concatenated."""
+    total = int(lengths.sum())
+    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(total, dtype=np.int64) + shift
 
 
 def process_spans(
     spans: Sequence[tuple[AccountState, int, int, str]],
-    cols: Columns,
+    rows: Rows,
     *,
     factors: FactorBook,
     grace_ms: int,
@@ -139,7 +257,7 @@ def process_spans(
 ) -> tuple[list[Outcome | None], IntervalColumns | None]:
     """Normalise and account many accounts' in-order batches at once.
 
-    `spans`: (state, first row, end row, factor region) per batch, rows of `cols`;
+    `spans`: (state, first row, end row, factor region) per batch, rows of `rows`;
     each account at most once. Returns per span its `Outcome` (its `normalised`
     holds no interval tuples: the intervals of all taken spans are the
     `IntervalColumns`) or None when the span is not the in-order case: nothing of it
@@ -149,38 +267,38 @@ def process_spans(
     taken: list[tuple[int, Lane]] = []
     for i, (state, a, b, _region) in enumerate(spans):
         if b > a:
-            lane = _lane(state, cols, a, b)
+            lane = _lane(state, rows, a, b)
             if lane is not None:
                 taken.append((i, lane))
     if not taken:
         return outcomes, None
-    rows = [(spans[i][1], spans[i][2]) for i, _ in taken]
-    raw = np.array(list(chain.from_iterable(cols.value[a:b] for a, b in rows)), np.float64)
-    ts = np.array(list(chain.from_iterable(cols.ts[a:b] for a, b in rows)), np.int64)
+    starts = np.array([spans[i][1] for i, _ in taken], np.int64)
+    lengths = np.array([spans[i][2] - spans[i][1] for i, _ in taken], np.int64)
+    at = _ranges(starts, lengths)
+    raw = rows.value[at]
+    ts = rows.ts[at]
     value = raw * np.concatenate([lane.factors for _, lane in taken])
     prev_ts = np.concatenate([lane.last_ts for _, lane in taken])
     prev_value = np.concatenate([lane.last_value for _, lane in taken])
+    # what `normalise` takes its fast branch for, and an interval over one or two windows
+    ok = rows.plain[at] & (raw >= 0.0) & (raw < np.inf) & (ts > prev_ts) & (value >= prev_value)
     ws = prev_ts - prev_ts % WINDOW_MS
     we = ws + WINDOW_MS
-    # what `normalise` takes its fast branch for, and an interval over one or two windows
-    ok = (raw >= 0.0) & (raw < np.inf) & (ts > prev_ts) & (value >= prev_value)
     ok &= ts <= we + WINDOW_MS
-    lengths = np.array([b - a for a, b in rows], np.int64)
-    offsets = np.zeros(len(rows) + 1, np.int64)
+    offsets = np.zeros(len(taken) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     bad = np.logical_or.reduceat(~ok, offsets[:-1])
     if bad.any():  # rare: keep the spans that fit, and their rows
         keep = ~bad
         taken = [t for t, k in zip(taken, keep.tolist(), strict=True) if k]
-        rows = [r for r, k in zip(rows, keep.tolist(), strict=True) if k]
         if not taken:
             return outcomes, None
         mask = np.repeat(keep, lengths)
-        raw, ts, value, prev_ts, prev_value, ws, we = (
-            x[mask] for x in (raw, ts, value, prev_ts, prev_value, ws, we)
+        at, raw, ts, value, prev_ts, prev_value, ws, we = (
+            x[mask] for x in (at, raw, ts, value, prev_ts, prev_value, ws, we)
         )
         lengths = lengths[keep]
-        offsets = np.zeros(len(rows) + 1, np.int64)
+        offsets = np.zeros(len(taken) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
     consumption = value - prev_value
     one = ts <= we
@@ -188,57 +306,78 @@ def process_spans(
     # takes the rest
     first = np.where(one, consumption, consumption * (we - prev_ts) / (ts - prev_ts))
     second = consumption - first
-    quality = list(chain.from_iterable(cols.quality[a:b] for a, b in rows))
-    if _UNCERTAIN in quality:
-        new_uncertain = np.array([q == _UNCERTAIN for q in quality], np.bool_)
-    else:
-        new_uncertain = np.zeros(len(quality), np.bool_)
+    new_uncertain = rows.uncertain[at]
     uncertain = np.concatenate([lane.last_uncertain for _, lane in taken]) | new_uncertain
-    seq = list(chain.from_iterable(cols.seq[a:b] for a, b in rows))
+    seq = list(chain.from_iterable(rows.seq[spans[i][1] : spans[i][2]] for i, _ in taken))
     prev_seq = list(chain.from_iterable(lane.last_seq for _, lane in taken))
 
-    ts_l, value_l, ws_l = ts.tolist(), value.tolist(), ws.tolist()
-    one_l, first_l, second_l = one.tolist(), first.tolist(), second.tolist()
-    unc_new_l, unc_l = new_uncertain.tolist(), uncertain.tolist()
+    # by energy type within each batch: a group adds to one or two windows, mostly
+    perm = np.concatenate([lane.order for _, lane in taken]) + np.repeat(offsets[:-1], lengths)
+    sizes = np.concatenate([lane.group_sizes for _, lane in taken])
+    bounds = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    g_ws = ws[perm]
+    g_one = one[perm]
+    g_unc = uncertain[perm].astype(np.int64)
+    heads = bounds[:-1]
+    uniform = (np.minimum.reduceat(g_ws, heads) == np.maximum.reduceat(g_ws, heads)) & (
+        np.logical_and.reduceat(g_one, heads) | ~np.logical_or.reduceat(g_one, heads)
+    )
+    unc_counts = np.add.reduceat(g_unc, heads).tolist()
+    uniform_l, bounds_l = uniform.tolist(), bounds.tolist()
+    g_ws_l, g_one_l = g_ws.tolist(), g_one.tolist()
+    g_first_l, g_second_l = first[perm].tolist(), second[perm].tolist()
+    g_unc_l = g_unc.tolist()
+
+    ts_l, value_l = ts.tolist(), value.tolist()
+    unc_new_l = new_uncertain.tolist()
+    group = 0
     for (i, lane), lo, hi in zip(taken, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
         state, _a, _b, region = spans[i]
         # the meters' readings, as `normalise`'s in-order branch keeps them
-        for m, t, v, s, u in zip(
-            lane.meters, ts_l[lo:hi], value_l[lo:hi], seq[lo:hi], unc_new_l[lo:hi], strict=True
-        ):
+        news = zip(ts_l[lo:hi], value_l[lo:hi], seq[lo:hi], unc_new_l[lo:hi], strict=True)
+        for m, new in zip(lane.meters, news, strict=True):
             readings = m.readings
-            readings.append((t, v, s, u))
-            m.last_ts = t
+            readings.append(new)
+            t = m.last_ts = new[0]
             horizon = t - grace_ms
             if readings[1][0] <= horizon:
                 if len(readings) > 2 and readings[2][0] > horizon:
                     del readings[0]
                 else:
                     del readings[: bisect_left(readings, horizon + 1, key=_ts_key) - 1]
-        # their shares of the windows, added one by one as `apply_intervals` does
+        # their shares of the windows, added in reading order as `apply_intervals` does
         windows = state.windows
         touched: set[tuple[str, int]] = set()
-        for et, w0, single, s1, s2, u in zip(
-            lane.energy_types, ws_l[lo:hi], one_l[lo:hi], first_l[lo:hi], second_l[lo:hi],
-            unc_l[lo:hi], strict=True,
-        ):  # fmt: skip
-            key = (et, w0)
-            w = windows.get(key)
-            if w is None:
-                w = windows[key] = [0.0, 0, 0, None]
-            w[0] += s1
-            if u:
-                w[1] += 1
-            touched.add(key)
-            if not single:
-                key = (et, w0 + WINDOW_MS)
-                w = windows.get(key)
-                if w is None:
-                    w = windows[key] = [0.0, 0, 0, None]
-                w[0] += s2
-                if u:
-                    w[1] += 1
-                touched.add(key)
+        for et, _size in lane.groups:
+            g0, g1 = bounds_l[group], bounds_l[group + 1]
+            if uniform_l[group]:
+                w0 = g_ws_l[g0]
+                parts = [(w0, g_first_l[g0:g1])]
+                if not g_one_l[g0]:
+                    parts.append((w0 + WINDOW_MS, g_second_l[g0:g1]))
+                for window_start, shares in parts:
+                    key = (et, window_start)
+                    w = windows.get(key)
+                    if w is None:
+                        w = windows[key] = [0.0, 0, 0, None]
+                    w[0] = _add_all(w[0], shares)
+                    w[1] += unc_counts[group]
+                    touched.add(key)
+            else:
+                for j in range(g0, g1):
+                    key = (et, g_ws_l[j])
+                    contributions = [(key, g_first_l[j])]
+                    if not g_one_l[j]:
+                        contributions.append(((et, key[1] + WINDOW_MS), g_second_l[j]))
+                    for key, share in contributions:
+                        w = windows.get(key)
+                        if w is None:
+                            w = windows[key] = [0.0, 0, 0, None]
+                        w[0] += share
+                        w[1] += g_unc_l[j]
+                        touched.add(key)
+            group += 1
         lane.last_ts = ts[lo:hi].copy()
         lane.last_value = value[lo:hi].copy()
         lane.last_seq = seq[lo:hi]

@@ -192,6 +192,7 @@ def test_decode_slices_plain_messages_and_keeps_the_odd_ones_apart() -> None:
     from schemas.contracts import Reading
     from schemas.errors import ContractError, ReasonCode
     from streams.agents.accounting import _decode
+    from streams.rules.normalise import columns_from_arrow
 
     a = to_arrow(Reading, [_reading("A", "A-1", 0, 1.0), _reading("A", "A-2", 0, 2.0)])
     b = to_arrow(Reading, [_reading("B", "B-1", 15, 5.0)])
@@ -215,8 +216,15 @@ def test_decode_slices_plain_messages_and_keeps_the_odd_ones_apart() -> None:
     got, shared = _decode(events)
     assert [event for event, _, _ in got] == events  # message order kept
     decoded = [d for _, _, d in got]
+
+    def columns(cols: Any, batch: Any) -> Any:
+        return cols if cols is not None else columns_from_arrow(batch)
+
     summary = [
-        [(acct, list(cols.meter_id[a:b]), list(cols.value[a:b])) for acct, cols, a, b, _ in d]
+        [
+            (acct, list(columns(cols, b).meter_id), list(columns(cols, b).value))
+            for acct, cols, _, _, b in d
+        ]
         for d in decoded[:5]
         if not isinstance(d, ContractError)
     ]
@@ -227,12 +235,14 @@ def test_decode_slices_plain_messages_and_keeps_the_odd_ones_apart() -> None:
         [("A", ["A-1", "A-2"], [1.0, 2.0]), ("B", ["B-1"], [5.0])],
         [("E", ["E-1"], [7.0])],
     ]
-    # the plain messages A and B are spans of one set of shared columns
-    assert decoded[0][0][1] is shared and decoded[1][0][1] is shared
+    # the plain messages A and B are spans of the shared rows (no columns of their own)
+    assert decoded[0][0][1] is None and decoded[1][0][1] is None
     assert [d[0][2:4] for d in decoded[:2]] == [(0, 2), (2, 3)]
-    assert shared.ts[:2] == [1_767_225_600_000, 1_767_225_600_000]
+    assert shared is not None and shared.meter_id[:3] == ["A-1", "A-2", "B-1"]
+    assert shared.ts[:3].tolist() == [1_767_225_600_000] * 2 + [1_767_226_500_000]
+    assert shared.value[:3].tolist() == [1.0, 2.0, 5.0] and shared.plain.all()
     assert decoded[0][0][4].num_rows == 2  # the message's own batch, for the DLQ
-    assert decoded[2][0][1] is not shared  # the general path: columns of its own
+    assert decoded[2][0][1] is not None  # the general path: columns of its own
     assert isinstance(decoded[5], ContractError) and decoded[5].reason == ReasonCode.BAD_ENCODING
     assert isinstance(decoded[6], ContractError) and decoded[6].reason == ReasonCode.BAD_ENCODING
 

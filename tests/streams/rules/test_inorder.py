@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from schemas.factors import FactorBook, load_factors
 from streams.rules.accounting import Accountant, AccountState
+from streams.rules.inorder import Rows
 from streams.rules.normalise import Columns, Interval
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z, ms
@@ -82,15 +83,25 @@ def _both(messages: list[tuple[str, list[dict[str, Any]]]], per_inbox: int = 4) 
         for account, rows in inbox:
             spans.append((account, start, start + len(rows)))
             start += len(rows)
-        while spans:  # rounds: each account once
-            seen: set[str] = set()
-            now = [s for s in spans if not (s[0] in seen or seen.add(s[0]))]  # type: ignore[func-returns-value]
-            spans = [s for s in spans if s not in now]
-            states = [many.setdefault(a, AccountState(a)) for a, _, _ in now]
+        while spans:  # rounds, as the agent makes them: each account once
+            now: dict[str, tuple[str, int, int]] = {}
+            later = []
+            for span in spans:
+                if span[0] in now:
+                    later.append(span)
+                else:
+                    now[span[0]] = span
+            spans = later
+            states = [many.setdefault(a, AccountState(a)) for a in now]
             outcomes, ivc = acc.process_spans(
-                [(state, a, b, None) for state, (_, a, b) in zip(states, now, strict=True)], cols
+                [
+                    (state, a, b, None)
+                    for state, (_, a, b) in zip(states, now.values(), strict=True)
+                ],
+                Rows.from_columns(cols),
             )
-            for k, (state, (_, a, b), out) in enumerate(zip(states, now, outcomes, strict=True)):
+            pairs = zip(states, now.values(), outcomes, strict=True)
+            for k, (state, (_, a, b), out) in enumerate(pairs):
                 if out is None:
                     out = acc.process(state, Columns(*(v[a:b] for v in _values(cols))))
                     got_intervals.extend(out.normalised.intervals)
@@ -101,20 +112,34 @@ def _both(messages: list[tuple[str, list[dict[str, Any]]]], per_inbox: int = 4) 
     key = lambda w: (w["account_id"], w["energy_type"], w["window_start"], w["revision"])  # noqa: E731
     assert sorted(got_windows, key=key) == sorted(want_windows, key=key)
     assert sorted(got_intervals, key=repr) == sorted(want_intervals, key=repr)
-    assert {a: s.to_dict() for a, s in many.items()} == {a: s.to_dict() for a, s in one.items()}
+    assert {a: _stored(s) for a, s in many.items()} == {a: _stored(s) for a, s in one.items()}
     return taken
+
+
+def _stored(state: AccountState) -> dict[str, Any]:
+    """What the changelog stores of a state (its windows in any order: a dict's)."""
+    data = state.to_dict()
+    return {**data, "windows": sorted(data["windows"])}
 
 
 def _values(cols: Columns) -> list[Any]:
     return [getattr(cols, f) for f in _FIELDS]
 
 
-def _cycles(accounts: int, meters: int, cycles: int, step_min: int = 15, offset_min: int = 0):
+def _cycles(
+    accounts: int, meters: int, cycles: int, step_min: int = 15, offset_min: int = 0,
+    jitter_min: int = 0,
+) -> list[tuple[str, list[dict[str, Any]]]]:  # fmt: skip
+    """Poll cycles: per cycle, per account, one reading of each meter (meter m read
+    `m * jitter_min` minutes after the cycle starts)."""
     out = []
     for c in range(cycles):
         for a in range(accounts):
             ts = T0 + (offset_min + c * step_min) * MIN
-            rows = [_row(f"A{a}-M{m}", ts, 100.0 + c * (1.5 + m) + a) for m in range(meters)]
+            rows = [
+                _row(f"A{a}-M{m}", ts + m * jitter_min * MIN, 100.0 + c * (1.5 + m) + a)
+                for m in range(meters)
+            ]
             out.append((f"A{a}", rows))
     return out
 
@@ -141,6 +166,13 @@ def test_odd_batches_fall_back_and_the_lane_picks_up_after() -> None:
     assert 0 < taken < 2 * 7
 
 
+def test_meters_read_minutes_apart_add_to_different_windows() -> None:
+    # M0 and M2 (both electricity) read at :13 and :17: their intervals start in
+    # different windows, so their energy type's shares go window by window
+    messages = _cycles(accounts=2, meters=4, cycles=6, offset_min=13, jitter_min=2)
+    assert _both(messages) == 2 * 5
+
+
 def test_a_long_gap_spans_more_than_two_windows_and_falls_back() -> None:
     messages = _cycles(accounts=1, meters=2, cycles=3, step_min=50)
     assert _both(messages) == 0  # 50 minutes: three or four windows each time
@@ -152,8 +184,10 @@ def _streams(draw: st.DrawFn) -> list[tuple[str, list[dict[str, Any]]]]:
     meters = draw(st.integers(1, 4))
     cycles = draw(st.integers(2, 12))
     offset = draw(st.integers(0, 14))
-    messages = _cycles(accounts, meters, cycles, step_min=draw(st.sampled_from([5, 15, 20])),
-                       offset_min=offset)  # fmt: skip
+    messages = _cycles(
+        accounts, meters, cycles, step_min=draw(st.sampled_from([5, 15, 20])),
+        offset_min=offset, jitter_min=draw(st.integers(0, 3)),
+    )  # fmt: skip
     for i in draw(st.lists(st.integers(0, len(messages) - 1), max_size=4)):
         account, rows = messages[i]
         change = draw(st.sampled_from(["late", "uncertain", "reset", "duplicate", "bad", "unit"]))
