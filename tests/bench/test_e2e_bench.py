@@ -117,11 +117,12 @@ _MONTH = timedelta(days=365.2425 / 12)
 
 
 def _sizes(full: bool) -> dict[str, int]:
-    # `pre`: the cycles before the one at the month boundary (cycle `pre` is at it, cycle
-    # `pre + 1` closes the month)
+    # `pre`: the cycles before the one at the month boundary (cycle `pre` is at it, so no
+    # interval straddles it; cycle `pre + 1` closes the month)
     if full:
         # 100,000 meters across 5,000 accounts; cycles x step of event time
         cycles = int(os.environ.get("E2E_CYCLES", "8"))
+        assert cycles >= 3, "E2E_CYCLES: at least 3 (one past the month boundary)"
         return {
             "accounts": 5000,
             "meters": 20,
