@@ -445,9 +445,11 @@ async def _follow(
     published: asyncio.Event,
     procs: list[subprocess.Popen[bytes]],
     timeout: float,
+    windows_from: dict[int, int],
 ) -> None:
-    """Follow emissions.windows (sampled accounts), accounts.labels and the sink's commits
-    until every window and label is stored."""
+    """Follow emissions.windows (sampled accounts, from `windows_from`: the history's are
+    not decoded on the clock), accounts.labels and the sink's commits until every window
+    and label is stored."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await consumer.start()
@@ -455,7 +457,9 @@ async def _follow(
     try:
         tps = [TopicPartition(t, p) for t in (WINDOWS, LABELS) for p in range(PARTITIONS)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await consumer.seek_to_beginning(*tps[PARTITIONS:])
+        for p, offset in windows_from.items():
+            consumer.seek(TopicPartition(WINDOWS, p), offset)
         deadline = time.monotonic() + timeout
         windows_end: dict[int, int] | None = None  # once the accounting is done
         final: dict[str, dict[int, int]] | None = None  # once the labelling is done too
@@ -516,9 +520,10 @@ async def _until(
 
 async def _prepare(
     bootstrap: str, app_id: str, fleet: _Fleet, t0: datetime, timeout: float
-) -> None:
+) -> dict[int, int]:
     """Before the clock: the warm-up account proves the accounting path live; then the
     labelling agent has read the reference data, and the labels of the history are stored.
+    Returns the end offsets of emissions.windows: where the run's windows start.
 
     The labelling agent takes windows, registry and denominators from one stream in no
     set order across topics: the history goes out only once the reference data is
@@ -556,6 +561,7 @@ async def _prepare(
         labels = sum((await _ends(consumer, LABELS)).values())
         assert labels > 0, "the history gave no label"
         await _until(admin, SINK_GROUP, {LABELS: labels}, timeout, "history labels stored")
+        return await _ends(consumer, WINDOWS)
     finally:
         await producer.stop()
         await admin.close()
@@ -813,7 +819,7 @@ def test_e2e_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
         ]
         procs = [sink, *workers]
         try:
-            asyncio.run(_prepare(bootstrap, app_id, fleet, t0 - timedelta(hours=1), 120))
+            start = asyncio.run(_prepare(bootstrap, app_id, fleet, t0 - timedelta(hours=1), 120))
             # CPU on the clock only: start-up (imports, chdb, Faust) is not per reading
             assert broker._proc is not None
             broker_pid = broker._proc.pid
@@ -823,7 +829,7 @@ def test_e2e_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
             async def _both() -> None:
                 published = asyncio.Event()
                 follow = asyncio.create_task(
-                    _follow(bootstrap, sampled, run, app_id, published, procs, timeout)
+                    _follow(bootstrap, sampled, run, app_id, published, procs, timeout, start)
                 )
                 await _publish(bootstrap, sizes, t0, run, accounts)
                 published.set()
