@@ -21,6 +21,11 @@ and industry in `streams/data/labelling.yaml`):
   emission window (a new account, a gap in the feed): no colour, with the reason
   (no_denominator, no_benchmark, incomplete_period), never a guess. The lift likewise
   needs every month of the year-earlier period.
+
+A batch of windows (one `emissions.windows` message) is taken per account in local-month
+order (`batch_steps`): the account is evaluated once per month the batch closes, on every
+row of the batch before that month, and once on all its late rows of closed months; never
+on a period some of whose rows come later in the same batch (a label would flicker).
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ __all__ = [
     "LabelState",
     "RuleBook",
     "band_of",
+    "batch_steps",
     "benchmark_for",
+    "combine_triggers",
     "decide",
     "denominator_over",
     "evaluate",
@@ -56,6 +63,7 @@ __all__ = [
     "month_add",
     "month_start_utc",
     "window_delta",
+    "window_trigger",
 ]
 
 #: float rounding allowed at an edge: 1 - 1.235 / 1.3 is 0.0499999..., and is a 5% decline
@@ -215,6 +223,52 @@ def window_delta(
     if revision <= int(previous[0]):
         return None
     return tco2e - float(previous[1]), True
+
+
+def window_trigger(latest: str | None, month: str, factor_changed: bool) -> LabelReason | None:
+    """Why a window that changed an account's sums re-evaluates it, or None if it cannot
+    change an evaluation.
+
+    `latest`: the account's latest month before the window; `month`: the window's. A
+    window of the open month (`latest`) changes nothing until the month closes; a later
+    one closes it, an earlier one changes a closed month.
+    """
+    if latest is not None and month == latest:
+        return None
+    return LabelReason.FACTOR_REVISION if factor_changed else LabelReason.EMISSIONS_CHANGE
+
+
+def combine_triggers(a: LabelReason | None, b: LabelReason | None) -> LabelReason | None:
+    """The one trigger of windows evaluated together: a factor revision, if any of them
+    was one (it explains the change better), else an emissions change; None if neither
+    can change an evaluation."""
+    if LabelReason.FACTOR_REVISION in (a, b):
+        return LabelReason.FACTOR_REVISION
+    return a or b
+
+
+def batch_steps(latest: str | None, months: Sequence[str]) -> list[list[int]]:
+    """How to take one account's windows of a batch: steps of indices into `months` (the
+    windows' local months, in row order); apply each step's windows, then evaluate once.
+
+    The windows go in month order, stable (rows of one month keep their order, so a
+    replayed window stays a replay). The months up to `latest`, the account's latest
+    month before the batch (late windows of closed months, and the open month), make one
+    step: they change the same evaluation. Each later month makes a step of its own: it
+    closes the month before it, which by then holds every row of the batch. So each
+    month the batch closes is evaluated as its rows one by one in time order would
+    evaluate it, and no period is evaluated before all of the batch's rows in it count.
+    """
+    steps: list[list[int]] = []
+    step_month: str | None = None
+    for i in sorted(range(len(months)), key=months.__getitem__):
+        month = months[i]
+        key = month if latest is None or month > latest else ""
+        if not steps or key != step_month:
+            steps.append([])
+            step_month = key
+        steps[-1].append(i)
+    return steps
 
 
 # ---------------------------------------------------------------- inputs

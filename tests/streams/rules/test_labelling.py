@@ -15,7 +15,9 @@ from streams.rules.labelling import (
     LabelState,
     RuleBook,
     band_of,
+    batch_steps,
     benchmark_for,
+    combine_triggers,
     decide,
     denominator_over,
     evaluate,
@@ -23,6 +25,7 @@ from streams.rules.labelling import (
     month_add,
     month_start_utc,
     window_delta,
+    window_trigger,
 )
 
 RULE = BandRule()
@@ -239,6 +242,67 @@ def test_window_revision_replaces_never_adds() -> None:
     assert window_delta([0, 2.5, "v1"], 1, 3.0) == (pytest.approx(0.5), True)
     assert window_delta([1, 3.0, "v1"], 1, 3.0) is None  # a replay
     assert window_delta([2, 3.0, "v1"], 1, 9.0) is None  # an older revision
+
+
+def test_only_a_window_outside_the_open_month_triggers_an_evaluation() -> None:
+    ec, fr = LabelReason.EMISSIONS_CHANGE, LabelReason.FACTOR_REVISION
+    assert window_trigger(None, "2025-03", False) == ec  # the account's first window
+    assert window_trigger("2025-03", "2025-03", True) is None  # the open month
+    assert window_trigger("2025-03", "2025-04", False) == ec  # closes 2025-03
+    assert window_trigger("2025-03", "2025-01", True) == fr  # a closed month revised
+    assert combine_triggers(None, ec) == ec
+    assert combine_triggers(fr, ec) == combine_triggers(ec, fr) == fr
+    assert combine_triggers(None, None) is None
+
+
+def test_batch_steps_take_a_month_whole_before_closing_it() -> None:
+    # the accounting agent's order (energy type, then window start) across 2026-01-01:
+    # electricity Dec, Jan, then steam Dec, Jan. December (the open month) first, whole,
+    # then January, which closes it: never December's steam after its close
+    months = ["2025-12", "2026-01", "2025-12", "2026-01"]
+    assert batch_steps("2025-12", months) == [[0, 2], [1, 3]]
+    # late rows of closed months and the open month change one evaluation: one step;
+    # each later month closes the one before it: a step each, in month order
+    months = ["2026-02", "2025-11", "2026-01", "2026-03", "2026-02", "2025-10"]
+    assert batch_steps("2026-01", months) == [[5, 1, 2], [0, 4], [3]]
+    # a new account: every month closes the one before it
+    assert batch_steps(None, ["2025-02", "2025-01", "2025-01"]) == [[1, 2], [0]]
+    assert batch_steps("2025-01", []) == []
+
+
+def test_a_straddling_batch_is_evaluated_on_the_whole_month() -> None:
+    # December's steam row comes after January's first row; evaluated after each step
+    # with a trigger, K is computed once, on December whole (12 x 100 t: K 1.2 against a
+    # benchmark of 10 on a value added of 100). Row by row it would first be 1.10 (no
+    # steam), then 1.2.
+    monthly = {f"2025-{m:02d}": 100.0 for m in range(1, 12)} | {"2025-12": 0.0}
+    rows = [("2025-12", 1.0), ("2026-01", 1.0), ("2025-12", 99.0), ("2026-01", 1.0)]
+    latest, ks = "2025-12", []
+    for step in batch_steps(latest, [m for m, _ in rows]):
+        trigger = None
+        for i in step:
+            month, tco2e = rows[i]
+            trigger = combine_triggers(trigger, window_trigger(latest, month, False))
+            monthly[month] = monthly.get(month, 0.0) + tco2e
+            latest = max(latest, month)
+        if trigger is not None:
+            ev = evaluate(
+                monthly_tco2e=monthly,
+                latest_month=latest,
+                timezone="UTC",
+                area="industry",
+                industry_code="C2614",
+                region="east",
+                denominators=[DenominatorValue(_utc(2025, 1, 1), _utc(2026, 1, 1), 100.0)],
+                benchmarks=[
+                    BenchmarkValue(
+                        "industry", "C26", "*", _utc(2025, 1, 1), _utc(2026, 1, 1), 10.0, "v"
+                    )
+                ],
+                rule=RULE,
+            )
+            ks.append(ev.k)
+    assert ks == [pytest.approx(1.2)]
 
 
 def test_local_months() -> None:
