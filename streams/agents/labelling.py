@@ -11,8 +11,10 @@ the same partition count, so Faust gives the same partition numbers of all of th
 worker. Each record re-evaluates only the accounts it can change:
 
 - a window: its account (and only when it changes a closed month or closes one); the
-  windows of a batch in row order, a bad row to `emissions.windows.dlq` alone (a one-row
-  Arrow batch), a message that cannot be read at all whole;
+  windows of a batch together, per account in local-month order, evaluated once per month
+  the batch closes (never on a month whose last rows come later in the message:
+  `streams.rules.labelling.batch_steps`), a bad row to `emissions.windows.dlq` alone (a
+  one-row Arrow batch), a message that cannot be read at all whole;
 - a registry entry or a denominator: its account;
 - a benchmark: the accounts of that area, industry code prefix and region;
 - a factor revision arrives as windows with a higher revision: they replace, never add.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, Protocol
@@ -59,12 +61,15 @@ from streams.rules.labelling import (
     LabelReason,
     LabelState,
     RuleBook,
+    batch_steps,
+    combine_triggers,
     decide,
     evaluate,
     is_labelled,
     local_month,
     month_add,
     window_delta,
+    window_trigger,
 )
 
 __all__ = ["LabelBook", "register"]
@@ -167,33 +172,70 @@ class LabelBook:
 
     def on_window(self, w: WindowFields, partition: int | None = None) -> list[AccountLabel]:
         """An emission window (new, late, or revised): update the account's months."""
-        state = self._state(w.account_id)
+        return self.on_windows([w], partition)
+
+    def on_windows(
+        self, windows: Iterable[WindowFields], partition: int | None = None
+    ) -> list[AccountLabel]:
+        """The windows of one message (a batch), per account in local-month order: each
+        account evaluated once per month the batch closes, on all the batch's rows of the
+        months before it, and once on its late rows of closed months
+        (`streams.rules.labelling.batch_steps`), never between rows of one evaluation.
+        Labels per account, in the order the accounts first appear."""
+        by_account: dict[str, list[WindowFields]] = {}
+        for w in windows:
+            by_account.setdefault(w.account_id, []).append(w)
+        out: list[AccountLabel] = []
+        for account_id, mine in by_account.items():
+            out += self._account_windows(account_id, mine, partition)
+        return out
+
+    def _account_windows(
+        self, account_id: str, windows: list[WindowFields], partition: int | None
+    ) -> list[AccountLabel]:
+        # one account's windows of a batch: a step's windows into the state, then one
+        # evaluation (the state is stored by `_evaluate`, with or without a trigger)
+        state = self._state(account_id)
         account = state["account"]
         tz = account["timezone"] if account else self.default_timezone
-        month = local_month(w.window_start, tz)
-        latest = state["latest"]
         keep = self._months_kept(account)
+        months = [local_month(w.window_start, tz) for w in windows]
+        out: list[AccountLabel] = []
+        for step in batch_steps(state["latest"], months):
+            state["months"] = dict(state["months"])  # a new value, never the stored one
+            applied, trigger = False, None
+            for i in step:
+                took, why = self._apply(state, windows[i], months[i], keep, partition)
+                if took:
+                    applied, trigger = True, combine_triggers(trigger, why)
+            if applied:
+                oldest = month_add(state["latest"], -keep)
+                state["months"] = {m: v for m, v in state["months"].items() if m >= oldest}
+                out += self._evaluate(account_id, state, trigger)
+                state = dict(state)
+        return out
+
+    def _apply(
+        self, state: dict[str, Any], w: WindowFields, month: str, keep: int, partition: int | None
+    ) -> tuple[bool, LabelReason | None]:
+        # one window into `state` (its months updated in place): whether it changed the
+        # sums, and its trigger (None: it cannot change an evaluation)
+        latest = state["latest"]
         if latest is not None and month < month_add(latest, -keep):
-            return []  # older than any evaluation (and its year-earlier) can look
+            return False, None  # older than any evaluation (and its year-earlier) can look
         key = f"{w.account_id}|{w.energy_type}|{_iso(w.window_start)}"
         previous = self.windows.get(key)
         change = window_delta(previous, w.revision, w.tco2e)
         if change is None:
-            return []  # a replay or an older revision: already counted
+            return False, None  # a replay or an older revision: already counted
         delta, revised = change
         self.windows[key] = [w.revision, w.tco2e, w.factor_version]
         if partition is not None:
             state["partition"] = partition
-        months = dict(state["months"])
-        months[month] = months.get(month, 0.0) + delta
+        state["months"][month] = state["months"].get(month, 0.0) + delta
         state["latest"] = max(latest or month, month)
-        oldest = month_add(state["latest"], -keep)
-        state["months"] = {m: v for m, v in months.items() if m >= oldest}
         factor = revised and previous is not None and previous[2] != w.factor_version
-        trigger = LabelReason.FACTOR_REVISION if factor else LabelReason.EMISSIONS_CHANGE
-        # a window of the open month changes nothing until the month closes
-        affects = latest is None or month < latest or state["latest"] != latest
-        return self._evaluate(w.account_id, state, trigger if affects else None)
+        return True, window_trigger(latest, month, factor)
 
     def _months_kept(self, account: dict[str, Any] | None) -> int:
         # the evaluation window and the same months a year earlier, before the open month
@@ -487,13 +529,10 @@ def _windows_of(value: bytes | None, headers: Any) -> list[Any]:
 
 
 def _on_windows(book: LabelBook, windows: list[Any], partition: int) -> list[AccountLabel]:
-    # the windows through the book in row order, without awaiting (the agents share the
+    # a message's windows through the book together (each account evaluated on whole
+    # months, never between a month's rows), without awaiting (the agents share the
     # book); the rejected ones are skipped, the caller sends them to the DLQ
-    out: list[AccountLabel] = []
-    for w in windows:
-        if not isinstance(w, ContractError):
-            out += book.on_window(w, partition)
-    return out
+    return book.on_windows((w for w in windows if not isinstance(w, ContractError)), partition)
 
 
 def _dispatch(

@@ -244,6 +244,96 @@ def test_state_keeps_only_the_months_an_evaluation_needs(city: Any) -> None:
     assert sorted(b.book.accounts["A1"]["months"]) == ["2028-03"]
 
 
+def _quarter(account_id: str, energy_type: str, start: datetime, tco2e: float) -> EmissionWindow:
+    # one 15-minute window at `start`
+    return window(account_id, 1, tco2e).derive(
+        energy_type=energy_type,
+        window_start=start,
+        window_end=start + timedelta(minutes=15),
+        unit="kWh" if energy_type == "electricity" else "GJ",
+    )
+
+
+def test_a_batch_straddling_a_month_boundary_labels_on_the_whole_month(city: Any) -> None:
+    """One windows message across 2026-02-01, in the accounting agent's order (energy type,
+    then window start, the accounts interleaved): January's last steam windows come after
+    February's first electricity windows. Each account is evaluated once, on January
+    whole: never a label on a January missing its last rows, corrected by the next row."""
+    from streams.agents.labelling import _on_windows
+
+    b, _ = city
+    # A1, A2: light green at K 1.2 on 2025 (January 2026 so far: 5 t). February closes
+    # January: the period becomes 2025-02..2026-01, over a denominator of
+    # 100 x 334/365 (2025) + 730 x 31/365 (2026) = 153.5
+    for a in ("A1", "A2"):
+        b.book.on_denominator(denominator(a, 730.0, year=2026), "")
+    b.take()
+    jan, feb = _utc(2026, 1, 31, 23, 45), _utc(2026, 2, 1)
+    steam = {"A1": 900.0, "A2": 300.0}
+    batch = [_quarter(a, "electricity", t, 1.0) for t in (jan, feb) for a in ("A1", "A2")]
+    batch += [_quarter(a, "steam", jan, steam[a]) for a in ("A1", "A2")]
+    batch += [_quarter(a, "steam", feb, 1.0) for a in ("A1", "A2")]
+    out = _on_windows(b.book, batch, 0)
+    # on January without its steam K would be 1106 / 153.5 / 10 = 0.72: dark green for
+    # both, then corrected. Whole: A1 (1100 + 5 + 1 + 900) / 153.5 / 10 = 1.31, yellow;
+    # A2 (1100 + 5 + 1 + 300) / 153.5 / 10 = 0.92, light green as it was: no label
+    den = 100 * 334 / 365 + 730 * 31 / 365
+    assert [(x.account_id, x.old_colour, x.new_colour, x.reason) for x in out] == [
+        ("A1", "light_green", "yellow", "emissions_change")
+    ], [(x.account_id, x.new_colour, x.k) for x in out]
+    assert out[0].k == pytest.approx(2006 / den / 10)
+    assert b.take() == [("A1", LabelReason.EMISSIONS_CHANGE), ("A2", LabelReason.EMISSIONS_CHANGE)]
+    # the state is what the rows one by one give: January whole, February open
+    assert b.book.accounts["A1"]["months"]["2026-01"] == pytest.approx(906.0)
+    assert b.book.accounts["A1"]["latest"] == "2026-02"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batches_label_as_the_windows_one_by_one_in_time_order(seed: int) -> None:
+    """Windows over 27 months, two energy types, the monthly totals random (K between
+    about 0.6 and 2.4): cut into messages at random rows and each message in the
+    accounting agent's order (energy type, then window start), they give the labels the
+    same windows give one by one in time order."""
+    import random
+
+    rng = random.Random(seed)
+    rows: list[EmissionWindow] = []
+    for i in range(27):  # 2024-01 .. 2026-03
+        year, month = 2024 + i // 12, i % 12 + 1
+        per_window = rng.uniform(50.0, 200.0) / 8
+        for energy_type in ("electricity", "steam"):
+            for day in (1, 9, 17, 28):
+                start = _utc(year, month, day, rng.randrange(24), 15 * rng.randrange(4))
+                rows.append(_quarter("A1", energy_type, start, per_window))
+    rows.sort(key=lambda w: w.window_start)
+    cuts = sorted(rng.sample(range(1, len(rows)), 12))
+    messages = [rows[a:b] for a, b in zip([0, *cuts], [*cuts, len(rows)], strict=True)]
+
+    def labels(batched: bool) -> list[tuple[Any, ...]]:
+        b = Book()
+        bench = benchmark("C26", "*", 10.0).derive(
+            period_start=_utc(2023, 1, 1), period_end=_utc(2027, 1, 1)
+        )
+        b.book.on_benchmark(bench, _key(bench))
+        b.book.on_account(account("A1", "C2614", "east"))
+        for year in (2023, 2024, 2025, 2026):
+            b.book.on_denominator(denominator("A1", 100.0, year=year), "")
+        out: list[AccountLabel] = []
+        for message in messages:
+            if batched:
+                out += b.book.on_windows(
+                    sorted(message, key=lambda w: (w.energy_type, w.window_start))
+                )
+            else:
+                for w in message:
+                    out += b.book.on_window(w)
+        return [(x.old_colour, x.new_colour, x.reason, x.k, x.revision) for x in out]
+
+    one_by_one = labels(batched=False)
+    assert len({x[1] for x in one_by_one}) >= 2  # the colour does change
+    assert labels(batched=True) == one_by_one
+
+
 # ---------------------------------------------------------------- the agent, on the broker
 
 PARTITIONS = 2
