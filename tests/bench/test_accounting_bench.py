@@ -9,7 +9,9 @@ All three in one run, against one embedded broker, on the same readings:
   between them;
 - (a) the naive Faust agent: one JSON reading per message, per-event windowed table;
 - (b) Quix Streams: a tumbling-window sum with grace over the same JSON messages;
-- and the pure rules in this process (Arrow decode + `Accountant.process`), the ceiling.
+- and the agent's code without Kafka, in this process: the rules message by message
+  (Arrow decode + `Accountant.process`), and the agent's own path (`_decode` of 200
+  messages at a time, the in-order lane, the intervals' Arrow batch): the ceiling.
 
 `make test` runs it tiny (a smoke test of the harness); `make bench` at full size, three
 runs each, and writes the medians to var/bench/accounting.md.
@@ -26,6 +28,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -37,6 +40,7 @@ from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, to_arrow
 from schemas.contracts import Reading
 from schemas.factors import FactorBook, load_factors
 from schemas.settings import Settings
+from streams.agents.accounting import _decode, _interval_columns_batch
 from streams.rules.accounting import Accountant, AccountState
 from streams.rules.normalise import columns_from_arrow
 from streams.runtime import create_topics
@@ -209,6 +213,38 @@ def _rules_only(arrow: list[tuple[str, bytes]]) -> float:
     return n / (time.perf_counter() - started)
 
 
+def _lane_only(arrow: list[tuple[str, bytes]]) -> float:
+    """What the agent does per inbox, without Kafka or Faust: decode 200 messages
+    together, the in-order lane (`process` for what it does not take), the intervals'
+    Arrow batch."""
+    accountant = Accountant(FactorBook(load_factors()), grace_hours=6, retention_hours=24)
+    states: dict[str, AccountState] = {}
+    events = [
+        SimpleNamespace(key=k.encode(), value=v, headers={FORMAT_HEADER: ARROW_FORMAT})
+        for k, v in arrow
+    ]
+    n = 0
+    started = time.perf_counter()
+    for i in range(0, len(events), 200):
+        decoded, shared = _decode(events[i : i + 200])
+        spans, parts = [], []
+        for _event, _fmt, entries in decoded:
+            assert not isinstance(entries, Exception), entries
+            for key, _cols, a, b, batch in entries:
+                state = states.get(key) or states.setdefault(key, AccountState(key))
+                spans.append((state, a, b, None))
+                parts.append(batch)
+                n += b - a
+        assert shared is not None
+        outcomes, ivc = accountant.process_spans(spans, shared)
+        for (state, _a, _b, _r), outcome, batch in zip(spans, outcomes, parts, strict=True):
+            if outcome is None:
+                accountant.process(state, columns_from_arrow(batch))
+        if ivc is not None:
+            _interval_columns_batch(ivc, [state.account_id for state, *_ in spans])
+    return n / (time.perf_counter() - started)
+
+
 @pytest.mark.bench
 @pytest.mark.timeout(1800)  # full size: three runs of four pipelines (the suite's default is 300 s)
 def test_accounting_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
@@ -219,7 +255,9 @@ def test_accounting_throughput(bench_full: bool, tmp_path: Path, unique: str) ->
     json_n = max(sizes["naive"], sizes["quix"])
     assert len(readings) >= json_n
     json_topic = f"bench.json.{unique}"
-    results: dict[str, list[float]] = {"ours": [], "naive": [], "quix": [], "rules": []}
+    results: dict[str, list[float]] = {
+        "ours": [], "naive": [], "quix": [], "rules": [], "lane": []
+    }  # fmt: skip
     with EmbeddedBroker(tmp_path / "kafka", log_file=tmp_path / "broker.log") as broker:
         bootstrap = broker.bootstrap
         settings = Settings(data_dir=str(tmp_path / "var"))
@@ -230,6 +268,8 @@ def test_accounting_throughput(bench_full: bool, tmp_path: Path, unique: str) ->
         for run in range(sizes["runs"]):
             results["rules"].append(_rules_only(arrow))
             print(f"run {run}: rules {results['rules'][-1]:,.0f}/s", flush=True)
+            results["lane"].append(_lane_only(arrow))
+            print(f"run {run}: lane {results['lane'][-1]:,.0f}/s", flush=True)
             results["ours"].append(_ours(bootstrap, sizes, tmp_path, run))
             print(f"run {run}: ours {results['ours'][-1]:,.0f}/s", flush=True)
             results["naive"].append(
@@ -276,7 +316,9 @@ def _table(sizes: dict[str, int], results: dict[str, list[float]], medians: dict
         "ours": "ours: accounting agent, Arrow batches (1 worker process)",
         "naive": "(a) naive Faust agent, JSON per event, windowed table",
         "quix": "(b) Quix Streams tumbling-window sum, JSON per event",
-        "rules": "pure rules in-process (Arrow decode + process), no Kafka",
+        "rules": "the rules in-process, message by message (Arrow decode + process), no Kafka",
+        "lane": "the agent's path in-process (decode 200 at a time, in-order lane, "
+        "intervals batch), no Kafka",
     }
     lines = [
         f"# Accounting benchmark ({'full' if full else 'tiny'}), "
