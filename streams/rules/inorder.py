@@ -2,7 +2,7 @@
 
 What the live agent sees almost always: each message holds one poll cycle of one
 account's cumulative meters, every reading newer than its meter's last, no reset, no
-rollover, each interval inside one or two 15-minute windows. For such batches the
+rollover, each interval over at most eight 15-minute windows. For such batches the
 arithmetic of `streams.rules.normalise.normalise` and `streams.rules.accounting.process`
 (intervals, their shares of the windows) is done with numpy over all the batches of an
 agent's inbox together, and only the state updates stay per reading in Python.
@@ -11,7 +11,7 @@ The results are the same as `process` would give, float for float: the same
 operations in the same order (the window sums are added reading by reading, as
 `apply_intervals` does). A batch that is anything else (a late, duplicate or rejected
 reading, a reset, a new meter, an interval reading, a counter_max, an interval over
-more than two windows) is not taken: the caller runs `process` on it, which also drops
+more than eight windows) is not taken: the caller runs `process` on it, which also drops
 the account's lane (the cached view below), since it may change the meters.
 """
 
@@ -45,6 +45,7 @@ _CUMULATIVE = Kind.CUMULATIVE.value
 _GOOD = Quality.GOOD.value
 _UNCERTAIN = Quality.UNCERTAIN.value
 _TS_MS = pa.timestamp("ms", tz="UTC")
+_MAX_WINDOWS = 8  # an interval over more windows (2 h) takes `process`
 # `sum` of floats adds one by one up to Python 3.11 (3.12 compensates): where it does,
 # it is `apply_intervals`' arithmetic at C speed
 _SUM_IS_SEQUENTIAL = sum([1e16, 1.0, -1e16], 0.0) == 0.0
@@ -240,6 +241,27 @@ def _lane(state: AccountState, rows: Rows, a: int, b: int) -> Lane | None:
     return lane
 
 
+def _shares(
+    start: np.ndarray, end: np.ndarray, ws: np.ndarray, consumption: np.ndarray, n: int
+) -> list[np.ndarray]:
+    """Per window k of each interval (from its first window `ws`), its share, with
+    `split_interval`'s arithmetic: each share in proportion to time, the last one the
+    rest of the consumption (so the shares add up exactly); 0 past an interval's end."""
+    duration = end - start
+    done = np.zeros(len(start))
+    out = []
+    for k in range(n):
+        window_start = ws + k * WINDOW_MS
+        window_end = window_start + WINDOW_MS
+        inside = window_start < end
+        last = inside & (window_end >= end)
+        share = consumption * (window_end - np.maximum(window_start, start)) / duration
+        share = np.where(last, consumption - done, np.where(inside, share, 0.0))
+        done = np.where(inside & ~last, done + share, done)
+        out.append(share)
+    return out
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The row numbers of consecutive ranges [start, start + length), concatenated."""
     total = int(lengths.sum())
@@ -280,11 +302,10 @@ def process_spans(
     value = raw * np.concatenate([lane.factors for _, lane in taken])
     prev_ts = np.concatenate([lane.last_ts for _, lane in taken])
     prev_value = np.concatenate([lane.last_value for _, lane in taken])
-    # what `normalise` takes its fast branch for, and an interval over one or two windows
+    # what `normalise` takes its fast branch for, and an interval over at most 8 windows
     ok = rows.plain[at] & (raw >= 0.0) & (raw < np.inf) & (ts > prev_ts) & (value >= prev_value)
     ws = prev_ts - prev_ts % WINDOW_MS
-    we = ws + WINDOW_MS
-    ok &= ts <= we + WINDOW_MS
+    ok &= ts <= ws + _MAX_WINDOWS * WINDOW_MS
     offsets = np.zeros(len(taken) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     bad = np.logical_or.reduceat(~ok, offsets[:-1])
@@ -294,39 +315,36 @@ def process_spans(
         if not taken:
             return outcomes, None
         mask = np.repeat(keep, lengths)
-        at, raw, ts, value, prev_ts, prev_value, ws, we = (
-            x[mask] for x in (at, raw, ts, value, prev_ts, prev_value, ws, we)
+        at, raw, ts, value, prev_ts, prev_value, ws = (
+            x[mask] for x in (at, raw, ts, value, prev_ts, prev_value, ws)
         )
         lengths = lengths[keep]
         offsets = np.zeros(len(taken) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
     consumption = value - prev_value
-    one = ts <= we
-    # `split_interval`'s arithmetic: the first share in proportion to time, the last
-    # takes the rest
-    first = np.where(one, consumption, consumption * (we - prev_ts) / (ts - prev_ts))
-    second = consumption - first
+    windows_of = (ts - ws + WINDOW_MS - 1) // WINDOW_MS  # windows each interval touches
+    shares = _shares(prev_ts, ts, ws, consumption, int(windows_of.max()))
     new_uncertain = rows.uncertain[at]
     uncertain = np.concatenate([lane.last_uncertain for _, lane in taken]) | new_uncertain
     seq = list(chain.from_iterable(rows.seq[spans[i][1] : spans[i][2]] for i, _ in taken))
     prev_seq = list(chain.from_iterable(lane.last_seq for _, lane in taken))
 
-    # by energy type within each batch: a group adds to one or two windows, mostly
+    # by energy type within each batch: a group's intervals cover the same windows, mostly
     perm = np.concatenate([lane.order for _, lane in taken]) + np.repeat(offsets[:-1], lengths)
     sizes = np.concatenate([lane.group_sizes for _, lane in taken])
     bounds = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=bounds[1:])
     g_ws = ws[perm]
-    g_one = one[perm]
+    g_n = windows_of[perm]
     g_unc = uncertain[perm].astype(np.int64)
     heads = bounds[:-1]
     uniform = (np.minimum.reduceat(g_ws, heads) == np.maximum.reduceat(g_ws, heads)) & (
-        np.logical_and.reduceat(g_one, heads) | ~np.logical_or.reduceat(g_one, heads)
+        np.minimum.reduceat(g_n, heads) == np.maximum.reduceat(g_n, heads)
     )
     unc_counts = np.add.reduceat(g_unc, heads).tolist()
     uniform_l, bounds_l = uniform.tolist(), bounds.tolist()
-    g_ws_l, g_one_l = g_ws.tolist(), g_one.tolist()
-    g_first_l, g_second_l = first[perm].tolist(), second[perm].tolist()
+    g_ws_l, g_n_l = g_ws.tolist(), g_n.tolist()
+    g_shares_l = [share[perm].tolist() for share in shares]  # per window of an interval
     g_unc_l = g_unc.tolist()
 
     ts_l, value_l = ts.tolist(), value.tolist()
@@ -351,30 +369,24 @@ def process_spans(
         touched: set[tuple[str, int]] = set()
         for et, _size in lane.groups:
             g0, g1 = bounds_l[group], bounds_l[group + 1]
-            if uniform_l[group]:
+            if uniform_l[group]:  # the usual: one run of windows for the whole group
                 w0 = g_ws_l[g0]
-                parts = [(w0, g_first_l[g0:g1])]
-                if not g_one_l[g0]:
-                    parts.append((w0 + WINDOW_MS, g_second_l[g0:g1]))
-                for window_start, shares in parts:
-                    key = (et, window_start)
+                for k in range(g_n_l[g0]):
+                    key = (et, w0 + k * WINDOW_MS)
                     w = windows.get(key)
                     if w is None:
                         w = windows[key] = [0.0, 0, 0, None]
-                    w[0] = _add_all(w[0], shares)
+                    w[0] = _add_all(w[0], g_shares_l[k][g0:g1])
                     w[1] += unc_counts[group]
                     touched.add(key)
             else:
                 for j in range(g0, g1):
-                    key = (et, g_ws_l[j])
-                    contributions = [(key, g_first_l[j])]
-                    if not g_one_l[j]:
-                        contributions.append(((et, key[1] + WINDOW_MS), g_second_l[j]))
-                    for key, share in contributions:
+                    for k in range(g_n_l[j]):
+                        key = (et, g_ws_l[j] + k * WINDOW_MS)
                         w = windows.get(key)
                         if w is None:
                             w = windows[key] = [0.0, 0, 0, None]
-                        w[0] += share
+                        w[0] += g_shares_l[k][j]
                         w[1] += g_unc_l[j]
                         touched.add(key)
             group += 1

@@ -173,9 +173,14 @@ def test_meters_read_minutes_apart_add_to_different_windows() -> None:
     assert _both(messages) == 2 * 5
 
 
-def test_a_long_gap_spans_more_than_two_windows_and_falls_back() -> None:
-    messages = _cycles(accounts=1, meters=2, cycles=3, step_min=50)
-    assert _both(messages) == 0  # 50 minutes: three or four windows each time
+def test_hourly_polls_share_out_over_four_or_five_windows() -> None:
+    messages = _cycles(accounts=2, meters=3, cycles=5, step_min=60, offset_min=7)
+    assert _both(messages) == 2 * 4
+
+
+def test_a_gap_over_more_than_eight_windows_falls_back() -> None:
+    messages = _cycles(accounts=1, meters=2, cycles=3, step_min=125)
+    assert _both(messages) == 0  # 2 h 5 min: nine or ten windows each time
 
 
 @st.composite
@@ -185,7 +190,7 @@ def _streams(draw: st.DrawFn) -> list[tuple[str, list[dict[str, Any]]]]:
     cycles = draw(st.integers(2, 12))
     offset = draw(st.integers(0, 14))
     messages = _cycles(
-        accounts, meters, cycles, step_min=draw(st.sampled_from([5, 15, 20])),
+        accounts, meters, cycles, step_min=draw(st.sampled_from([5, 15, 20, 60, 130])),
         offset_min=offset, jitter_min=draw(st.integers(0, 3)),
     )  # fmt: skip
     for i in draw(st.lists(st.integers(0, len(messages) - 1), max_size=4)):
