@@ -40,7 +40,8 @@ replay; full size replays one account of each kind (the accounts of a kind have 
 same consumption) and writes var/bench/e2e.md and var/bench/e2e.png. Knobs for side runs
 (environment): E2E_CYCLES (default 8: 800,000 readings over 8 h of event time, half of
 them before the month boundary), E2E_WORKERS (worker processes in the group, default
-1), E2E_PEERS=0 (ours only), E2E_PROFILE=1 (the first worker under pyinstrument, report
+1), E2E_PEERS=0 (ours only), E2E_PACE=N (publish N readings/s, not as fast as the
+producer goes: latency below saturation), E2E_PROFILE=1 (the first worker under pyinstrument, report
 in var/bench/e2e-worker0-profile.txt), E2E_TAG (write var/bench/e2e-TAG.* instead).
 """
 
@@ -392,6 +393,7 @@ async def _publish(
     bootstrap: str, sizes: dict[str, int], t0: datetime, run: _Run, accounts: list[str]
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
+    pace = float(os.environ.get("E2E_PACE", "0"))  # readings/s; 0: as fast as it goes
     await producer.start()
     try:
         for c in range(sizes["cycles"]):
@@ -412,6 +414,10 @@ async def _publish(
                 run.first_publish = run.first_publish or now
                 run.published[(account, c)] = now
                 run.readings += sizes["meters"]
+                if pace:  # a load below saturation: latency without queueing
+                    ahead = run.first_publish + run.readings / pace - now
+                    if ahead > 0.005:
+                        await asyncio.sleep(ahead)
         await producer.flush()
     finally:
         await producer.stop()
@@ -985,7 +991,11 @@ def _table(r: dict[str, Any], full: bool) -> str:
         f"({r['readings']:,} readings, {s['meters']} per Arrow message), {PARTITIONS} "
         f"partitions, {s['workers']} worker process(es) + 1 sink, one run; latency sampled "
         f"on every {s['sample']}th account ({r['latency_samples']:,} windows), published "
-        "at full speed (a saturating load: latency includes queueing)",
+        + (
+            f"at {float(os.environ['E2E_PACE']):,.0f} readings/s (E2E_PACE)"
+            if float(os.environ.get("E2E_PACE", "0"))
+            else "at full speed (a saturating load: latency includes queueing)"
+        ),
         "",
         "| system | readings/s | p50 publish→stored s | p99 s | CPU s / 1M readings |",
         "| --- | ---: | ---: | ---: | ---: |",
