@@ -37,6 +37,7 @@ from streams.rules.normalise import (
     MeterState,
     NormaliseResult,
     _conversion,
+    _ts_key,
 )
 
 __all__ = ["IntervalColumns", "Lane", "Rows", "process_spans"]
@@ -80,7 +81,6 @@ class Rows:
     @classmethod
     def from_columns(cls, cols: Columns) -> Rows:
         """From `Columns` (lists; replay's and the tests' form)."""
-        n = len(cols)
         ts = cols.ts
         value = cols.value
         plain = [
@@ -96,8 +96,8 @@ class Rows:
             seq=list(cols.seq),
             ts=np.array([t if p else 0 for t, p in zip(ts, plain, strict=True)], np.int64),
             value=np.array([v if p else 0.0 for v, p in zip(value, plain, strict=True)]),
-            uncertain=np.array([q == _UNCERTAIN for q in cols.quality], np.bool_).reshape(n),
-            plain=np.array(plain, np.bool_).reshape(n),
+            uncertain=np.array([q == _UNCERTAIN for q in cols.quality], np.bool_),
+            plain=np.array(plain, np.bool_),
         )
 
     @classmethod
@@ -262,6 +262,13 @@ def _shares(
     return out
 
 
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """Where each of consecutive runs of `lengths` starts, and the end: [0, l0, l0+l1, ...]."""
+    out = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The row numbers of consecutive ranges [start, start + length), concatenated."""
     total = int(lengths.sum())
@@ -306,8 +313,7 @@ def process_spans(
     ok = rows.plain[at] & (raw >= 0.0) & (raw < np.inf) & (ts > prev_ts) & (value >= prev_value)
     ws = prev_ts - prev_ts % WINDOW_MS
     ok &= ts <= ws + _MAX_WINDOWS * WINDOW_MS
-    offsets = np.zeros(len(taken) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = _offsets(lengths)
     bad = np.logical_or.reduceat(~ok, offsets[:-1])
     if bad.any():  # rare: keep the spans that fit, and their rows
         keep = ~bad
@@ -319,8 +325,7 @@ def process_spans(
             x[mask] for x in (at, raw, ts, value, prev_ts, prev_value, ws)
         )
         lengths = lengths[keep]
-        offsets = np.zeros(len(taken) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = _offsets(lengths)
     consumption = value - prev_value
     windows_of = (ts - ws + WINDOW_MS - 1) // WINDOW_MS  # windows each interval touches
     shares = _shares(prev_ts, ts, ws, consumption, int(windows_of.max()))
@@ -332,8 +337,7 @@ def process_spans(
     # by energy type within each batch: a group's intervals cover the same windows, mostly
     perm = np.concatenate([lane.order for _, lane in taken]) + np.repeat(offsets[:-1], lengths)
     sizes = np.concatenate([lane.group_sizes for _, lane in taken])
-    bounds = np.zeros(len(sizes) + 1, np.int64)
-    np.cumsum(sizes, out=bounds[1:])
+    bounds = _offsets(sizes)
     g_ws = ws[perm]
     g_n = windows_of[perm]
     g_unc = uncertain[perm].astype(np.int64)
@@ -412,7 +416,3 @@ def process_spans(
         seq_end=seq,
     )
     return outcomes, intervals
-
-
-def _ts_key(r: Sequence[Any]) -> int:
-    return r[0]
