@@ -43,7 +43,7 @@ class Collectors:
         c = settings.collectors
         self.spool = Spool(spool_dir or settings.path(c.spool_dir), c.spool_max_mb * 2**20)
         self.publisher = Publisher(
-            bootstrap, self.spool, topic=topic, client_options=settings.kafka.client_options()
+            bootstrap, self.spool, topic=topic, client_options=settings.kafka.producer_options()
         )
         sequencer = Sequencer()
         self.collectors: list[Any] = [

@@ -29,7 +29,20 @@ from typing import Any, Self
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics", "free_port", "wait_ready"]
+__all__ = [
+    "COMPACTION",
+    "BrokerError",
+    "EmbeddedBroker",
+    "ensure_topics",
+    "free_port",
+    "wait_ready",
+]
+
+#: topic configs of every compacted topic and changelog we create. A broker compacts
+#: only closed segments; with Kafka's 1 GiB default a changelog's segment never closes
+#: here, and the embedded broker (which rewrites all it holds about once a second)
+#: would keep every state ever written. Small segments keep one state per key.
+COMPACTION = {"segment.bytes": str(8 << 20), "segment.ms": str(10 * 60 * 1000)}
 
 
 class BrokerError(RuntimeError):
@@ -107,7 +120,7 @@ async def ensure_topics(
                 name,
                 num_partitions=partitions,
                 replication_factor=replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if compacted else {},
+                topic_configs={"cleanup.policy": "compact", **COMPACTION} if compacted else {},
             )
             for name, partitions, compacted in topics
             if name not in existing

@@ -87,7 +87,7 @@ class Sink:
             **kafka.client_options(),
         )
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", **kafka.client_options()
+            bootstrap_servers=self.bootstrap, acks="all", **kafka.producer_options()
         )
         await self.producer.start()
         await self.consumer.start()

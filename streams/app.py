@@ -45,6 +45,7 @@ def create_app(
         "producer_max_batch_size": 1 << 20,
         "producer_max_request_size": 4 << 20,
         "producer_linger": 0.005,
+        "producer_compression_type": kafka.producer_options()["compression_type"],
         # how soon a crashed worker's partitions move to the others
         "broker_session_timeout": settings.streams.session_timeout_seconds,
         "broker_heartbeat_interval": settings.streams.heartbeat_interval_seconds,

@@ -45,6 +45,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from faust.serializers import codecs
 
+from infra.broker import COMPACTION
 from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, arrow_schema, decode_json
 from schemas.contracts import Account, EmissionFactor, EmissionWindow, EnergyInterval, Reading
 from schemas.dlq import dlq_headers, dlq_topic
@@ -310,6 +311,7 @@ def register(app: faust.App, settings: Settings) -> None:
         deleting=False,
         acks=False,
         internal=True,
+        config=COMPACTION,
     )
     table = app.Table(
         STATE_TABLE,

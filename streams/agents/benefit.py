@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from infra.broker import COMPACTION
 from schemas.codec import decode_json
 from schemas.contracts import BenefitEvent, BenefitPoints
 from schemas.dlq import dlq_headers, dlq_topic
@@ -84,7 +85,9 @@ def register(
         load_benefit_table(settings),
         settings.streams.timezone,
         settings.benefit.keep_days,
-        app.Table("benefit-days", partitions=settings.kafka.partitions),
+        app.Table(
+            "benefit-days", partitions=settings.kafka.partitions, extra_topic_configs=COMPACTION
+        ),
     )
 
     @app.agent(app.topic(events_t, **raw), name="benefit")

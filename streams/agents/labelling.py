@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import faust
 
+from infra.broker import COMPACTION
 from schemas.codec import (
     ARROW_FORMAT,
     FORMAT_HEADER,
@@ -394,7 +395,9 @@ def register(
     # written behind: the book's writes go to the tables' data at once and to their
     # changelogs by `snapshot`, which then acks the messages behind them
     tables = [
-        DeferredTable(app.Table(f"labelling-{name}", partitions=partitions))
+        DeferredTable(
+            app.Table(f"labelling-{name}", partitions=partitions, extra_topic_configs=COMPACTION)
+        )
         for name in ("accounts", "windows", "benchmarks")
     ]
     book = LabelBook(

@@ -65,11 +65,11 @@ def load(ctx: Context, file: str, check: bool) -> None:
 
 
 def run_with_kafka(ctx: Context, send: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
-    """Run `send(bootstrap, client options)` against the configured or embedded Kafka."""
+    """Run `send(bootstrap, producer options)` against the configured or embedded Kafka."""
     settings = ctx.settings
 
     async def main() -> None:
         async with Runtime(settings, with_store=False) as runtime:
-            await send(runtime.bootstrap, settings.kafka.client_options())
+            await send(runtime.bootstrap, settings.kafka.producer_options())
 
     asyncio.run(main())

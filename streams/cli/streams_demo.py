@@ -51,7 +51,7 @@ class StreamsDemo:
     async def start(self) -> str:
         """Load and start everything; returns a one-line summary for the demo's steps."""
         s = self.settings
-        opts = s.kafka.client_options()
+        opts = s.kafka.producer_options()
         accounts, denominators = read_accounts(data_path("accounts.yaml"), s.streams.timezone)
         benchmarks = read_benchmarks(data_path("benchmarks.yaml"), s.streams.timezone)
         await produce(

@@ -46,6 +46,9 @@ from streams.rules.normalise import columns_from_arrow
 from streams.runtime import create_topics
 
 HERE = Path(__file__).parent
+# as our collectors and agents send: the default compression (the embedded broker's
+# cost follows the bytes it holds)
+_PRODUCER = Settings().kafka.producer_options()
 ROOT = HERE.parents[1]
 # recent event times: the broker's retention deletes messages with old timestamps
 T0 = datetime.fromtimestamp((time.time() // 900 - 40) * 900, UTC)
@@ -97,7 +100,9 @@ def _batches(accounts: int, meters: int, cycles: int) -> list[tuple[str, list[di
 
 async def _produce(bootstrap: str, arrow: list[tuple[str, bytes]], json_topic: str,
                    readings: list[dict[str, Any]]) -> None:  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, **_PRODUCER
+    )
     await producer.start()
     try:
         for key, value in arrow:

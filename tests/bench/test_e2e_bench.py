@@ -100,6 +100,9 @@ from streams.runtime import create_topics
 from tests.bench.test_accounting_bench import _script
 
 HERE = Path(__file__).parent
+# as our collectors and agents send: the default compression (the embedded broker's
+# cost follows the bytes it holds)
+_PRODUCER = Settings().kafka.producer_options()
 ROOT = HERE.parents[1]
 PARTITIONS = 4
 ENERGY = [("electricity", "kWh"), ("natural_gas", "Nm3"), ("steam", "GJ")]
@@ -392,7 +395,9 @@ def _covers(committed: dict[int, int], ends: dict[int, int]) -> bool:
 async def _publish(
     bootstrap: str, sizes: dict[str, int], t0: datetime, run: _Run, accounts: list[str]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20, **_PRODUCER
+    )
     pace = float(os.environ.get("E2E_PACE", "0"))  # readings/s; 0: as fast as it goes
     await producer.start()
     try:
@@ -536,7 +541,7 @@ async def _prepare(
     committed, so every account has its registry entry, denominator and benchmark when
     its first window arrives (and the labels are those `_expected_labels` computes).
     """
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **_PRODUCER)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await producer.start()
@@ -561,7 +566,8 @@ async def _prepare(
         }
         await _until(admin, app_id, reference, timeout, "reference data read by the workers")
         windows = sum((await _ends(consumer, WINDOWS)).values())
-        await produce(bootstrap, WINDOWS, [(w.account_id, w, None) for w in fleet.history])
+        history = [(w.account_id, w, None) for w in fleet.history]
+        await produce(bootstrap, WINDOWS, history, **_PRODUCER)
         windows += len(fleet.history)
         await _until(admin, app_id, {WINDOWS: windows}, timeout, "history labelled")
         labels = sum((await _ends(consumer, LABELS)).values())
@@ -611,7 +617,9 @@ def _label_latencies(run: _Run, boundary: datetime, closing: int) -> list[float]
 
 
 async def _produce_json(bootstrap: str, topic: str, readings: list[dict[str, Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, **_PRODUCER
+    )
     await producer.start()
     try:
         for r in readings:
@@ -797,15 +805,22 @@ def test_e2e_throughput(bench_full: bool, tmp_path: Path, unique: str) -> None:
         async def _reference() -> None:
             # before the workers start: their accounting reads the regions at start-up
             await produce(
-                bootstrap, "accounts.registry", [(a.account_id, a, None) for a in fleet.accounts]
+                bootstrap,
+                "accounts.registry",
+                [(a.account_id, a, None) for a in fleet.accounts],
+                **_PRODUCER,
             )
             await produce(
                 bootstrap,
                 "accounts.denominators",
                 [(denominator_key(d), d, d.account_id) for d in fleet.denominators],
+                **_PRODUCER,
             )
             await produce(
-                bootstrap, "benchmarks", [(benchmark_key(b), b, None) for b in fleet.benchmarks]
+                bootstrap,
+                "benchmarks",
+                [(benchmark_key(b), b, None) for b in fleet.benchmarks],
+                **_PRODUCER,
             )
 
         asyncio.run(_reference())

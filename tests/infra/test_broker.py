@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from infra.broker import EmbeddedBroker, ensure_topics
+from infra.broker import COMPACTION, EmbeddedBroker, ensure_topics
+from schemas.settings import KafkaSettings
 
 
-async def _round_trip(bootstrap: str, topic: str, n: int) -> list[bytes]:
+async def _round_trip(bootstrap: str, topic: str, n: int, **options: Any) -> list[bytes]:
     await ensure_topics(bootstrap, [(topic, 2, False)])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **options
+    )
     await producer.start()
     try:
         for i in range(n):
@@ -65,8 +71,30 @@ async def test_topics_are_created_with_their_partitions(bootstrap: str, unique: 
     try:
         (desc,) = await admin.describe_topics([name])
         assert len(desc["partitions"]) == 4
+        (configs,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        (compacted,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, f"{name}-c")]
+        )
     finally:
         await admin.close()
+    # a compacted topic rolls small segments (only closed ones are compacted)
+    assert _configs(compacted) == {"cleanup.policy": "compact", **COMPACTION}
+    assert "segment.bytes" not in _configs(configs)
+
+
+def _configs(response: Any) -> dict[str, str]:
+    """The configs set on the topic itself (source 1, not the broker's defaults) in a
+    DescribeConfigs response: (name, value, read only, source, ...) entries."""
+    (resource,) = response.resources
+    return {e[0]: e[1] for e in resource[4] if e[3] == 1}
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_compressed_batches_round_trip(bootstrap: str, unique: str, codec: str) -> None:
+    options = KafkaSettings(compression_type=codec).producer_options()
+    assert options["compression_type"] == codec
+    got = await _round_trip(bootstrap, f"codec-{codec}-{unique}", 40, **options)
+    assert sorted(got) == sorted(f"v{i}".encode() for i in range(40))
 
 
 async def test_data_persists_across_restart(tmp_path: Path) -> None:

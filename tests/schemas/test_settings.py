@@ -53,3 +53,12 @@ def test_bad_settings_name_the_setting(environ: dict[str, str], message: str) ->
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_producer_options_carry_the_compression() -> None:
+    assert load_settings(environ={}).kafka.producer_options()["compression_type"] == "zstd"
+    off = load_settings(environ={"CARBON_ACCOUNTS_KAFKA_COMPRESSION_TYPE": "none"})
+    assert off.kafka.producer_options()["compression_type"] is None
+    bad = load_settings(environ={"CARBON_ACCOUNTS_KAFKA_COMPRESSION_TYPE": "brotli"})
+    with pytest.raises(SettingsError, match="compression_type"):
+        bad.kafka.producer_options()
