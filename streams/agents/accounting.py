@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from faust.serializers import codecs
+from faust.types import Message
 
 from infra.broker import COMPACTION
 from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, JSON_FORMAT, arrow_schema, decode_json
@@ -53,6 +54,7 @@ from schemas.errors import ContractError, ReasonCode
 from schemas.factors import FactorBook, load_factors
 from schemas.settings import Settings
 from schemas.units import CANONICAL_UNIT
+from streams.agents._bulk import deliver_in_bulk
 from streams.agents._writebehind import Ticker, start_before_consumer
 from streams.metrics import (
     BATCH_SECONDS,
@@ -87,6 +89,7 @@ _INTERVAL_ROWS = 20_000  # intervals and windows gathered before they are sent .
 _INTERVAL_SECONDS = 0.1  # ... or after this long, whichever comes first
 _INBOX_MESSAGES = 200  # messages decoded and accounted together ...
 _INBOX_SECONDS = 0.02  # ... or after this long, whichever comes first
+_INBOX_FULL = 1_000  # messages held before fetching waits (each keeps its bytes alive)
 _MAX_PENDING = 20_000  # messages held unacked at most (each keeps its bytes alive)
 _ARROW_HEADERS = [(FORMAT_HEADER, ARROW_FORMAT)]
 _JSON_HEADERS = [(FORMAT_HEADER, JSON_FORMAT)]
@@ -253,14 +256,28 @@ class _Gathered:
         self.rows -= sum(b.num_rows for b in self.batches.pop(partition, []))
 
 
+class _Arrival:
+    """A fetched `meter.readings` message as the agent reads it (what Faust's Event
+    would give: value, key, headers as a dict, the message)."""
+
+    __slots__ = ("headers", "key", "message", "value")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.value: bytes = message.value
+        self.key: bytes | None = message.key
+        self.headers = dict(message.headers or ())
+
+
 class _Inbox:
     """Messages waiting to be decoded and accounted together: pyarrow's cost is per
     call, not per row, so one call over 200 messages' rows costs about what one over one
-    message's does."""
+    message's does. Holds at most `_INBOX_FULL` before the fetch loop waits (`room`)."""
 
     def __init__(self) -> None:
         self.events: list[Any] = []
         self.since = 0.0
+        self._room = asyncio.Event()
 
     def add(self, event: Any) -> None:
         """Keep one message (in offset order)."""
@@ -274,10 +291,28 @@ class _Inbox:
             bool(self.events) and time.monotonic() - self.since >= _INBOX_SECONDS
         )
 
-    def take(self) -> list[Any]:
-        """The messages in order; starts afresh."""
-        events, self.events = self.events, []
+    def full(self) -> bool:
+        """As many messages as the inbox holds: fetching waits for `room`."""
+        return len(self.events) >= _INBOX_FULL
+
+    async def room(self) -> None:
+        """Until the inbox is below `_INBOX_FULL` again."""
+        while self.full():
+            self._room.clear()
+            await self._room.wait()
+
+    def take(self, n: int) -> list[Any]:
+        """The first `n` messages, in order (the rest count as waiting since then)."""
+        events, self.events = self.events[:n], self.events[n:]
+        if not self.full():
+            self._room.set()
         return events
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop revoked partitions' messages (their new owner reads them again)."""
+        self.events = [e for e in self.events if e.message.partition not in partitions]
+        if not self.full():
+            self._room.set()
 
 
 class _Reference:
@@ -376,8 +411,7 @@ def register(app: faust.App, settings: Settings) -> None:
         p for readings partition p, and the producer's partitioner would count the
         changelog's partitions, which differ when `meter.readings` has another count.
         """
-        await account_inbox()
-        dirty, pending = snapshots.take()
+        dirty, pending = snapshots.take()  # accounted messages only: the inbox's wait
         if not dirty and not pending:
             return
         try:
@@ -394,8 +428,9 @@ def register(app: faust.App, settings: Settings) -> None:
         except BaseException:
             snapshots.restore(dirty, pending)  # written again by the next snapshot
             raise
-        for stream, event in pending:
-            await stream.ack(event)
+        ack = app.consumer.ack
+        for message in pending:
+            ack(message)
         SNAPSHOT_ACCOUNTS.labels(agent=AGENT).inc(len(dirty))
 
     def emit_windows(
@@ -436,22 +471,24 @@ def register(app: faust.App, settings: Settings) -> None:
             else:
                 await reject(error, event.value, key, _JSON_HEADERS, msg.partition, msg.offset)
 
+    def arrive(message: Message) -> None:
+        """Keep a fetched message for the inbox (`account_inbox` passes it on to the
+        snapshot that acks it, once accounted)."""
+        inbox.add(_Arrival(message))
+        if inbox.due():
+            ready.set()
+
+    # meter.readings comes from the fetch loop in bulk (`_bulk`), not through the stream
+    deliver_in_bulk(app, READINGS, arrive, inbox.full, inbox.room)
+    ready = asyncio.Event()  # the inbox is due: account it now, not at the next tick
+
     @app.agent(readings, name=AGENT)
     async def accounting(stream: faust.StreamT) -> None:
-        # iterate from the start (a stream not iterated yet loses what Faust delivers to
-        # it); factors and regions are read before the consumer starts (`_Loader`).
-        # Acks are manual: a message is acked after the snapshot that covers it.
-        manual = stream.noack()
-        async for event in manual.events():
-            async with snapshots.lock:
-                inbox.add(event)
-                snapshots.pending.append((manual, event))
-                if snapshots.due():
-                    await snapshot()
-                elif inbox.due():
-                    await account_inbox()
-                    if gathered.due():
-                        await send_outputs()
+        # subscribes the worker to meter.readings (Faust subscribes to its agents'
+        # topics); what the stream would deliver comes by `arrive`. Iterated from the
+        # start: a stream not iterated yet loses what Faust delivers to it
+        async for event in stream.noack().events():
+            arrive(event.message)
 
     async def quiet_snapshot() -> None:
         """Snapshot when due or when no message came for a while (a stream gone quiet,
@@ -460,10 +497,17 @@ def register(app: faust.App, settings: Settings) -> None:
             async with snapshots.lock:
                 await snapshot()
 
-    async def quiet_outputs() -> None:
-        """Account what waits in the inbox and send what is gathered, once they are due."""
-        if inbox.due() or gathered.due():
+    async def work() -> None:
+        """Account the inbox when it is due (or told it is) and send what is gathered,
+        snapshot when that is due; the caller waits at most `_INBOX_SECONDS` between."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ready.wait(), _INBOX_SECONDS)
+        ready.clear()
+        while inbox.due() or gathered.due() or snapshots.due():
             async with snapshots.lock:
+                if snapshots.due():
+                    await snapshot()
+                    continue
                 await account_inbox()
                 if gathered.due():
                     await send_outputs()
@@ -471,14 +515,14 @@ def register(app: faust.App, settings: Settings) -> None:
     # not app.timers: those end when the app starts stopping, and Faust's stop then
     # waits for every message to be acked, which only a snapshot does
     start_before_consumer(app, Ticker(0.2, quiet_snapshot))
-    start_before_consumer(app, Ticker(_INBOX_SECONDS, quiet_outputs))
+    start_before_consumer(app, Ticker(0, work))
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         """Leave revoked accounts to their new owner: no snapshot of them from here."""
         gone = {tp.partition for tp in revoked if tp.topic == READINGS}
         snapshots.forget(gone)
-        inbox.events = [e for e in inbox.events if e.message.partition not in gone]
+        inbox.forget(gone)
         for partition in gone:
             gathered.forget(partition)  # the new owner sends them again
 
@@ -489,9 +533,12 @@ def register(app: faust.App, settings: Settings) -> None:
         In rounds: each account's first message, then each one's second, and so on
         (messages of different accounts touch different state, so only each account's
         own order matters); a round's in-order batches go through the lane together."""
-        events = inbox.take()
+        events = inbox.take(_INBOX_MESSAGES)
         if not events:
             return
+        # acked by the next snapshot: only what has been accounted, never what arrived
+        # while a snapshot was being written
+        snapshots.pending.extend(e.message for e in events)
         started = time.perf_counter()
         n = 0
         entries: list[_Entry] = []
@@ -697,7 +744,7 @@ class _Snapshots:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.dirty: dict[str, int] = {}  # account_id -> its meter.readings partition
-        self.pending: list[tuple[Any, Any]] = []  # (stream, event) to ack after it
+        self.pending: list[Message] = []  # to ack after it
         self.lock = asyncio.Lock()
         self._last = time.monotonic()
         self._seen = 0  # pending count at the last quiet() check
@@ -713,7 +760,7 @@ class _Snapshots:
         seen, self._seen = self._seen, len(self.pending)
         return bool(self.pending or self.dirty) and seen == len(self.pending)
 
-    def take(self) -> tuple[dict[str, int], list[tuple[Any, Any]]]:
+    def take(self) -> tuple[dict[str, int], list[Message]]:
         """The accounts and events of the next snapshot; resets the collection."""
         dirty, pending = self.dirty, self.pending
         self.dirty, self.pending = {}, []
@@ -721,7 +768,7 @@ class _Snapshots:
         self._seen = 0
         return dirty, pending
 
-    def restore(self, dirty: dict[str, int], pending: list[tuple[Any, Any]]) -> None:
+    def restore(self, dirty: dict[str, int], pending: list[Message]) -> None:
         """Put back what a failed snapshot took, ahead of what came since."""
         self.dirty = {**dirty, **self.dirty}
         self.pending = pending + self.pending
@@ -729,7 +776,7 @@ class _Snapshots:
     def forget(self, partitions: set[int]) -> None:
         """Drop revoked partitions' accounts and events (their new owner re-reads them)."""
         self.dirty = {a: p for a, p in self.dirty.items() if p not in partitions}
-        self.pending = [(s, e) for s, e in self.pending if e.message.partition not in partitions]
+        self.pending = [m for m in self.pending if m.partition not in partitions]
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
