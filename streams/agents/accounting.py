@@ -5,7 +5,9 @@ Thin I/O around `streams.rules.accounting.Accountant`:
 - a message on `meter.readings` is an Arrow IPC batch of one account's readings or one
   JSON reading (header `content-type`, see `schemas.codec`); the whole message is
   normalised and accounted at once, and up to 200 messages (at most 20 ms old) are
-  decoded together first (pyarrow's cost is per call, not per row);
+  decoded together first (pyarrow's cost is per call, not per row). The messages come
+  from Faust's fetch loop straight to the inbox (`_bulk`), not through the agent's
+  stream: Faust's per-message delivery cost as much as the accounting;
 - the account's state (`AccountState`: its meters and kept windows) lives in the table
   `accounting-state`, keyed by account_id. Changed accounts are written to its changelog
   by a snapshot every `streams.snapshot_seconds` (and when the stream goes quiet), and

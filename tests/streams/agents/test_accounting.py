@@ -6,11 +6,19 @@ What the agent does with it runs against the real broker in tests/e2e
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 from typing import Any
 
-from streams.agents.accounting import _MAX_PENDING, _Snapshots
+from streams.agents.accounting import (
+    _INBOX_FULL,
+    _INBOX_MESSAGES,
+    _MAX_PENDING,
+    _Arrival,
+    _Inbox,
+    _Snapshots,
+)
 
 
 def _fetched(partition: int, offset: int) -> Any:
@@ -75,6 +83,55 @@ def test_restore_puts_a_failed_snapshot_back_first() -> None:
     snaps.restore(dirty, pending)
     assert snaps.dirty == {"A": 0, "B": 1}
     assert [m.offset for m in snaps.pending] == [1, 2]
+
+
+def _arrival(partition: int, offset: int) -> _Arrival:
+    message = SimpleNamespace(
+        partition=partition, offset=offset, value=b"v", key=b"A", headers=[("h", b"1")]
+    )
+    return _Arrival(message)  # type: ignore[arg-type]
+
+
+def test_an_arrival_reads_like_faust_s_event() -> None:
+    got = _arrival(3, 9)
+    assert (got.value, got.key, got.headers) == (b"v", b"A", {"h": b"1"})
+    assert (got.message.partition, got.message.offset) == (3, 9)
+
+
+def test_inbox_is_due_at_its_size_and_takes_in_order() -> None:
+    inbox = _Inbox()
+    assert not inbox.due()
+    for i in range(_INBOX_MESSAGES + 5):
+        inbox.add(_arrival(0, i))
+    assert inbox.due()
+    first = inbox.take(_INBOX_MESSAGES)
+    assert [e.message.offset for e in first] == list(range(_INBOX_MESSAGES))
+    assert [e.message.offset for e in inbox.take(_INBOX_MESSAGES)] == list(
+        range(_INBOX_MESSAGES, _INBOX_MESSAGES + 5)
+    )
+    assert inbox.take(_INBOX_MESSAGES) == [] and not inbox.due()
+
+
+async def test_a_full_inbox_holds_fetching_until_taken_from() -> None:
+    inbox = _Inbox()
+    for i in range(_INBOX_FULL):
+        inbox.add(_arrival(i % 2, i))
+    assert inbox.full()
+    waiting = asyncio.ensure_future(inbox.room())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # fetching waits
+    inbox.forget({1})  # a revoked partition's half goes
+    await asyncio.wait_for(waiting, 1)
+    assert not inbox.full()
+    assert {e.message.partition for e in inbox.events} == {0}
+    assert len(inbox.events) == _INBOX_FULL // 2
+    for i in range(_INBOX_FULL // 2):
+        inbox.add(_arrival(0, i))
+    waiting = asyncio.ensure_future(inbox.room())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    inbox.take(1)
+    await asyncio.wait_for(waiting, 1)
 
 
 def _iv(meter: str, et: str, start_min: int, cons: float, sign: int, seqs: tuple[Any, ...]) -> Any:
