@@ -35,6 +35,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, Protocol
 
@@ -91,6 +92,7 @@ TOPICS = (
 )
 
 
+@lru_cache(maxsize=8192)  # per window, and windows share few instants
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat()
 

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -183,11 +184,15 @@ def _rule(base: BandRule, spec: Mapping[str, Any], where: str) -> BandRule:
 # ---------------------------------------------------------------- calendar
 
 
+# cached: the labelling agent asks these per window, and windows share few instants
+# (96 a day) and fewer months; all three are pure functions of immutable arguments
+@lru_cache(maxsize=8192)
 def local_month(ts: datetime, timezone: str) -> str:
     """The local calendar month ("YYYY-MM") of an instant."""
     return ts.astimezone(ZoneInfo(timezone)).strftime("%Y-%m")
 
 
+@lru_cache(maxsize=8192)
 def month_add(month: str, n: int) -> str:
     """`month` ("YYYY-MM") plus n months."""
     y, m = int(month[:4]), int(month[5:7])
@@ -195,6 +200,7 @@ def month_add(month: str, n: int) -> str:
     return f"{total // 12:04d}-{total % 12 + 1:02d}"
 
 
+@lru_cache(maxsize=8192)
 def month_start_utc(month: str, timezone: str) -> datetime:
     """The first instant of a local month, in UTC."""
     local = datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=ZoneInfo(timezone))
