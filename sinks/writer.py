@@ -111,6 +111,7 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+@lru_cache(maxsize=65536)  # per window row; windows share few instants
 def utc_offset_minutes(ts: datetime, timezone: str) -> int:
     """Minutes the local calendar of `timezone` is ahead of UTC at instant `ts`."""
     offset = ts.astimezone(_zone(timezone)).utcoffset() or timedelta(0)
