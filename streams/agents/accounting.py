@@ -477,6 +477,8 @@ def register(app: faust.App, settings: Settings) -> None:
             else:
                 await reject(error, event.value, key, _JSON_HEADERS, msg.partition, msg.offset)
 
+    ready = asyncio.Event()  # the inbox is due: account it now, not at the next tick
+
     def arrive(message: Message) -> None:
         """Keep a fetched message for the inbox (`account_inbox` passes it on to the
         snapshot that acks it, once accounted)."""
@@ -486,7 +488,6 @@ def register(app: faust.App, settings: Settings) -> None:
 
     # meter.readings comes from the fetch loop in bulk (`_bulk`), not through the stream
     deliver_in_bulk(app, READINGS, arrive, inbox.full, inbox.room)
-    ready = asyncio.Event()  # the inbox is due: account it now, not at the next tick
 
     @app.agent(readings, name=AGENT)
     async def accounting(stream: faust.StreamT) -> None:
@@ -630,7 +631,9 @@ def register(app: faust.App, settings: Settings) -> None:
             if state is None or not _owned(account_id):
                 continue
             async with snapshots.lock:
-                await account_inbox()  # what came before the revision first
+                # what came before the revision first (all of it: a call takes 200)
+                for _ in range(0, len(inbox.events), _INBOX_MESSAGES):
+                    await account_inbox()
                 windows = accountant.recompute(state, ref.regions.get(account_id))
                 if windows:
                     partition = _partition(account_id)
