@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.contracts import Contract, Reading
 from schemas.errors import ContractError, ReasonCode
@@ -27,6 +28,7 @@ __all__ = [
     "arrow_row",
     "arrow_rows",
     "arrow_schema",
+    "checked_arrow",
     "decode",
     "decode_json",
     "field_types",
@@ -388,6 +390,56 @@ def _ms_time(ms: int | None) -> datetime | None:
             _TIMES.clear()
         dt = _TIMES[ms] = _EPOCH + timedelta(milliseconds=ms)
     return dt
+
+
+def checked_arrow(cls: type[Contract], value: bytes) -> pa.Table | None:
+    """An Arrow IPC stream as a table, when every row passes `validator(cls)`, checked
+    column by column; None when the message needs the row-by-row path: any row that
+    breaks the contract, a schema other than `arrow_schema(cls)` (a missing column with a
+    default, another type), a contract with rules across fields, or unreadable bytes.
+
+    The sink's fast path: the same rows as `rows_from_message`, ~10x cheaper, and the
+    exact reason codes still come from `rows_from_message` when this says None."""
+    plan = _column_plan(cls)
+    if plan is None:
+        return None
+    try:
+        table = from_arrow(value)
+    except ContractError:
+        return None
+    schema = arrow_schema(cls)
+    if table.schema.names != schema.names or table.schema.types != schema.types:
+        return None
+    for name, nullable, finite, allowed in plan:
+        column = table.column(name)
+        if not nullable and column.null_count:
+            return None
+        if pa.types.is_list(column.type) and pc.list_flatten(column).null_count:
+            return None  # a null item of a list
+        # pc.all skips nulls (a null is the null check's business); min_count=0: a column
+        # of nulls only is all good, not null
+        if finite and not pc.all(pc.is_finite(column), min_count=0).as_py():
+            return None
+        if allowed is not None and not pc.all(pc.is_in(column, value_set=allowed)).as_py():
+            return None
+    return table
+
+
+@functools.cache
+def _column_plan(
+    cls: type[Contract],
+) -> list[tuple[str, bool, bool, pa.Array | None]] | None:
+    """Per column: name, may be null, must be finite, the enum's values (`checked_arrow`)."""
+    if cls.check is not Contract.check:
+        return None  # rules across fields: row by row (`decode`)
+    plan = []
+    for name, (tp, nullable) in field_types(cls).items():
+        enum = cls.enums.get(name)
+        # a nullable enum's null is in its values (is_in matches nulls as values)
+        values = sorted(e.value for e in enum) + [None] * nullable if enum else None
+        allowed = pa.array(values, pa.string()) if values else None
+        plan.append((name, nullable, tp is float, allowed))
+    return plan
 
 
 def rows_from_message(

@@ -27,8 +27,12 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import pyarrow as pa
+
 from schemas.codec import (
     ARROW_FORMAT,
+    arrow_schema,
+    checked_arrow,
     message_format,
     rows_from_message,
     validator,
@@ -67,6 +71,23 @@ class TableSpec:
     columns: tuple[str, ...]
     #: extra columns the writer fills (not contract fields)
     extra: tuple[str, ...] = ()
+
+    @property
+    def columnar(self) -> bool:
+        """Arrow batches of this topic are stored as columns (`Writer.add`); reference
+        topics (`updated_at`, the registry's time zones) go row by row: they are small."""
+        return self.extra in ((), ("utc_offset_minutes",))
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The columns inserted, as Arrow: the contract's, then the extra ones."""
+        schema = arrow_schema(self.contract)
+        for name in self.extra:
+            schema = schema.append(pa.field(name, _EXTRA_TYPES[name]))
+        return schema
+
+
+_EXTRA_TYPES = {"utc_offset_minutes": pa.int16(), "updated_at": pa.timestamp("ms", tz="UTC")}
 
 
 def _fields(cls: type[Contract]) -> tuple[str, ...]:
@@ -118,6 +139,14 @@ def utc_offset_minutes(ts: datetime, timezone: str) -> int:
     return int(offset.total_seconds() // 60)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=65536)
+def _offset_at_ms(ms: int, timezone: str) -> int:
+    return utc_offset_minutes(_EPOCH + timedelta(milliseconds=ms), timezone)
+
+
 def dedup_token(table: str, ranges: Iterable[tuple[str, int, int, int]]) -> str:
     """The insert deduplication token of one table's rows from (topic, partition, first,
     last) offset ranges: the same offsets give the same token, so they are stored once."""
@@ -126,11 +155,13 @@ def dedup_token(table: str, ranges: Iterable[tuple[str, int, int, int]]) -> str:
 
 @dataclass
 class _Part:
-    """Rows of one table from one topic partition, with their offset range."""
+    """Rows of one table from one topic partition, with their offset range: rows one by
+    one, and whole Arrow batches (`SINK_TOPICS[...].arrow_schema`) as they came."""
 
     first: int
     last: int
     rows: list[list[Any]] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)
 
 
 class Writer:
@@ -202,6 +233,11 @@ class Writer:
             record = _decoder(spec.contract)(value)
             self._add_row(spec, standard, topic, partition, offset, record, timestamp_ms)
             return []
+        if spec.columnar:
+            table = checked_arrow(spec.contract, value)
+            if table is not None:  # every row good: stored as columns
+                self._add_table(spec, standard, topic, partition, offset, table)
+                return []
         rejected: list[ContractError] = []
         for row in rows_from_message(spec.contract, value, headers):
             if isinstance(row, ContractError):
@@ -211,6 +247,36 @@ class Writer:
             else:
                 self._add_row(spec, standard, topic, partition, offset, row, timestamp_ms)
         return rejected
+
+    def _add_table(
+        self,
+        spec: TableSpec,
+        standard: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        table: pa.Table,
+    ) -> None:
+        if standard == "emissions.windows":
+            zone_of = self._zone_of
+            starts = table.column("window_start").cast(pa.int64()).to_pylist()
+            accounts = table.column("account_id").to_pylist()
+            pairs = zip(starts, accounts, strict=True)
+            offsets = [_offset_at_ms(ms, zone_of(a)) for ms, a in pairs]
+            table = table.append_column(
+                pa.field("utc_offset_minutes", pa.int16()), pa.array(offsets, pa.int16())
+            )
+        self._part(spec, topic, partition, offset).tables.append(table)
+        self._rows += table.num_rows
+
+    def _part(self, spec: TableSpec, topic: str, partition: int, offset: int) -> _Part:
+        key = (spec.table, topic, partition)
+        part = self._parts.get(key)
+        if part is None:
+            part = self._parts[key] = _Part(offset, offset)
+        part.last = max(part.last, offset)
+        part.first = min(part.first, offset)
+        return part
 
     def _add_row(
         self,
@@ -239,13 +305,7 @@ class Writer:
                         ReasonCode.BAD_ENUM, f"unknown time zone {zone!r}", "timezone"
                     ) from None
                 self.zones[record["account_id"]] = zone
-        key = (spec.table, topic, partition)
-        part = self._parts.get(key)
-        if part is None:
-            part = self._parts[key] = _Part(offset, offset)
-        part.last = max(part.last, offset)
-        part.first = min(part.first, offset)
-        part.rows.append(row)
+        self._part(spec, topic, partition, offset).rows.append(row)
         self._rows += 1
 
     def _track(self, topic: str, partition: int, offset: int) -> None:
@@ -289,28 +349,45 @@ class Writer:
         """
         tables: dict[str, list[tuple[tuple[str, str, int], _Part]]] = {}
         for key, part in sorted(self._parts.items()):
-            if part.rows:
+            if part.rows or part.tables:
                 tables.setdefault(key[0], []).append((key, part))
         for table, parts in tables.items():
             # one INSERT per table and batch (each INSERT has a fixed cost in the engine)
             spec = SINK_TOPICS[self.topics[parts[0][0][1]]]
             rows = [row for _key, part in parts for row in part.rows]
+            batches = [t for _key, part in parts for t in part.tables]
             token = dedup_token(table, [(k[1], k[2], p.first, p.last) for k, p in parts])
+            settings = {"insert_deduplication_token": token}
             started = time.perf_counter()
-            self.store.insert(
-                table,
-                rows,
-                column_names=[*spec.columns, *spec.extra],
-                settings={"insert_deduplication_token": token},
-            )
+            if batches:  # columns as they came, the odd rows with them: one INSERT still
+                schema = spec.arrow_schema
+                if rows:
+                    batches.append(_rows_table(rows, schema))
+                arrow = pa.concat_tables([t.cast(schema) for t in batches])
+                self.store.insert_arrow(table, arrow, settings=settings)
+            else:
+                self.store.insert(
+                    table, rows, column_names=[*spec.columns, *spec.extra], settings=settings
+                )
+            count = len(rows) + sum(t.num_rows for t in batches)
             BATCH_SECONDS.labels(table=table).observe(time.perf_counter() - started)
-            BATCH_ROWS.labels(table=table).observe(len(rows))
-            ROWS.labels(table=table).inc(len(rows))
+            BATCH_ROWS.labels(table=table).observe(count)
+            ROWS.labels(table=table).inc(count)
             for _key, part in parts:
-                part.rows = []  # stored: a retry of the other tables does not send these again
+                # stored: a retry of the other tables does not send these again
+                part.rows = []
+                part.tables = []
         commit = {tp: last + 1 for tp, (_first, last) in self._offsets.items()}
         self.clear()
         return commit
+
+
+def _rows_table(rows: list[list[Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (lists in `schema` order) as an Arrow table of `schema`."""
+    columns = list(zip(*rows, strict=True))
+    return pa.Table.from_arrays(
+        [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )
 
 
 def apply_retention(store: Store, days: int) -> str:

@@ -26,6 +26,7 @@ from schemas import (
     Reading,
     ReasonCode,
     arrow_row,
+    arrow_schema,
     decode,
     decode_json,
     from_arrow,
@@ -367,3 +368,95 @@ def test_rows_from_message_agrees_with_records_from_message() -> None:
         type(x).__name__
         for x in rows_from_message(EmissionWindow, arrow, {FORMAT_HEADER: ARROW_FORMAT})
     ] == ["dict", "ContractError", "dict"]
+
+
+@pytest.mark.parametrize("cls", CONTRACTS, ids=lambda c: c.__name__)
+def test_checked_arrow_gives_the_rows_rows_from_message_gives(cls: type) -> None:
+    from schemas.codec import _rows, checked_arrow, rows_from_message
+
+    record = decode(cls, VALID[cls])
+    batch = to_arrow(cls, [record, record])
+    table = checked_arrow(cls, batch)
+    if cls is Reading:  # rules across fields (`check`): row by row only
+        assert table is None
+        return
+    assert table is not None
+    assert _rows(table) == rows_from_message(cls, batch, {FORMAT_HEADER: ARROW_FORMAT})
+
+
+def _window_table(**columns: Any) -> bytes:
+    """Two good windows as an Arrow IPC stream, with `columns` replaced (None: dropped)."""
+    import pyarrow as pa
+
+    from schemas.codec import _ipc_stream
+
+    rows = [_window_row("A"), _window_row("B")]
+    for row in rows:
+        for name in ("window_start", "window_end"):
+            row[name] = datetime.fromisoformat(row[name])
+    table = pa.Table.from_pylist(rows, schema=arrow_schema(EmissionWindow))
+    for name, column in columns.items():
+        i = table.schema.get_field_index(name)
+        if column is None:
+            table = table.remove_column(i)
+        else:
+            table = table.set_column(i, pa.field(name, column.type), column)
+    return _ipc_stream(table)
+
+
+def test_checked_arrow_leaves_every_bad_or_odd_batch_to_the_row_path() -> None:
+    import pyarrow as pa
+
+    from schemas.codec import checked_arrow, rows_from_message
+
+    headers = {FORMAT_HEADER: ARROW_FORMAT}
+    assert checked_arrow(EmissionWindow, _window_table()) is not None
+    bad = {
+        "NaN": _window_table(tco2e=pa.array([1.0, math.nan])),
+        "infinite": _window_table(consumption=pa.array([math.inf, 1.0])),
+        "null": _window_table(account_id=pa.array(["A", None])),
+        "enum": _window_table(energy_type=pa.array(["plasma", "electricity"])),
+    }
+    for name, batch in bad.items():
+        assert checked_arrow(EmissionWindow, batch) is None, name
+        reasons = [
+            (x.reason, x.row)
+            for x in rows_from_message(EmissionWindow, batch, headers)
+            if isinstance(x, ContractError)
+        ]
+        assert len(reasons) == 1, name  # the row path names the one bad row
+    # well-formed, but not the contract's own schema: the row path reads them (defaults, ints)
+    odd = {
+        "default column missing": _window_table(uncertain=None),
+        "int32 revision": _window_table(revision=pa.array([1, 2], pa.int32())),
+    }
+    for name, batch in odd.items():
+        assert checked_arrow(EmissionWindow, batch) is None, name
+        assert all(
+            isinstance(x, dict) for x in rows_from_message(EmissionWindow, batch, headers)
+        ), name
+    assert checked_arrow(EmissionWindow, b"not arrow") is None
+
+
+def test_checked_arrow_checks_list_items_and_nullable_enums() -> None:
+    import pyarrow as pa
+
+    from schemas.codec import _ipc_stream, checked_arrow
+
+    interval = decode(EnergyInterval, VALID[EnergyInterval]).asdict()
+    table = pa.Table.from_pylist([interval, interval], schema=arrow_schema(EnergyInterval))
+    i = table.schema.get_field_index("source_seqs")
+    holes = table.set_column(
+        i, table.schema.field(i), pa.array([[1], [2, None]], pa.list_(pa.int64()))
+    )
+    assert checked_arrow(EnergyInterval, _ipc_stream(table)) is not None
+    assert checked_arrow(EnergyInterval, _ipc_stream(holes)) is None
+
+    label = decode(AccountLabel, VALID[AccountLabel]).asdict()
+    first = {**label, "old_colour": None}  # nullable enum: null is fine
+    labels = to_arrow(AccountLabel, [label, first])
+    assert checked_arrow(AccountLabel, labels) is not None
+    unscored = {**label, "k": None, "intensity": None}  # nullable floats, null in every row
+    assert checked_arrow(AccountLabel, to_arrow(AccountLabel, [unscored, unscored])) is not None
+    purple = to_arrow(AccountLabel, [label, {**label, "new_colour": "purple"}])
+    assert checked_arrow(AccountLabel, purple) is None

@@ -291,3 +291,87 @@ def test_arrow_batches_of_windows_store_their_good_rows_and_return_the_bad(store
         "SELECT account_id, tco2e, utc_offset_minutes FROM emissions_15m FINAL ORDER BY account_id"
     ).result_rows
     assert rows == [("A", 1.5, 480), ("B", 2.5, 480)]
+
+
+def _interval(meter: str, minutes: int, seqs: list[int]) -> dict:
+    start = START + timedelta(minutes=minutes)
+    return {
+        "meter_id": meter,
+        "account_id": "A",
+        "energy_type": "electricity",
+        "start": start,
+        "end": start + timedelta(minutes=15),
+        "consumption": 1.25 * (minutes + 1),
+        "unit": "kWh",
+        "uncertain": minutes % 2 == 1,
+        "event": "",
+        "source_seqs": seqs,
+    }
+
+
+def test_arrow_batches_are_stored_as_columns_exactly_as_rows_are(backend: Store) -> None:
+    # the columnar path (`checked_arrow`, insert_arrow) against the row path (JSON records),
+    # on each tier: the same rows, column for column
+    from schemas import ARROW_FORMAT, FORMAT_HEADER, EmissionWindow, EnergyInterval, to_arrow
+    from tests.sinks.dataset import records
+
+    labels = [r for topic, r in records() if topic == "accounts.labels"]
+    windows = [
+        window(a, e, (START + timedelta(minutes=15 * i)).isoformat(), 0.5 + i, i)
+        for i, (a, e) in enumerate(
+            [("B", "electricity"), ("S", "natural_gas"), ("S", "electricity")]
+        )
+    ]
+    intervals = [_interval("M1", 0, [1, 2]), _interval("M2", 15, []), _interval("M3", 30, [7])]
+    cases = [
+        ("accounts.labels", "account_labels", type(labels[0]), [r.asdict() for r in labels]),
+        ("emissions.windows", "emissions_15m", EmissionWindow, [w.asdict() for w in windows]),
+        ("energy.intervals", "energy_intervals", EnergyInterval, intervals),
+    ]
+    headers = [(FORMAT_HEADER, ARROW_FORMAT)]
+    for topic, table, contract, rows in cases:
+        stored = []
+        for columnar in (True, False):
+            backend.command(f"TRUNCATE TABLE {table}")
+            writer = Writer(backend, timezone="Asia/Shanghai")
+            writer.zones["B"] = "Europe/Berlin"  # a window's offset follows its account
+            if columnar:
+                assert writer.add(topic, 0, 0, to_arrow(contract, rows), 0, headers) == []
+            else:
+                for offset, row in enumerate(rows):
+                    writer.add(topic, 0, offset, contract(**row).dumps(), 0)
+            writer.store_pending()
+            stored.append(backend.query(f"SELECT * FROM {table} ORDER BY ALL").result_rows)
+        assert len(stored[0]) == len(rows) and stored[0] == stored[1], topic
+    offsets = backend.query(
+        "SELECT account_id, utc_offset_minutes FROM emissions_15m ORDER BY ALL"
+    ).result_rows
+    assert offsets == [("B", 120), ("S", 480), ("S", 480)]  # Berlin summer time
+
+
+def test_a_batch_of_columns_and_rows_is_one_insert_stored_once(store: Store) -> None:
+    # Arrow batches and JSON records of one table go in one INSERT with one token: the
+    # same offsets again store nothing twice
+    from schemas import ARROW_FORMAT, FORMAT_HEADER, EmissionWindow, to_arrow
+
+    def windows(a: str) -> list:
+        return [
+            window(a, "electricity", (START + timedelta(minutes=15 * i)).isoformat(), 1, 0)
+            for i in range(3)
+        ]
+
+    headers = [(FORMAT_HEADER, ARROW_FORMAT)]
+    bad = [*windows("Z")[:1], {**windows("Z")[1].asdict(), "tco2e": float("nan")}]
+    for _replay in range(2):
+        writer = Writer(store)
+        writer.add("emissions.windows", 0, 0, to_arrow(EmissionWindow, windows("A")), 0, headers)
+        writer.add("emissions.windows", 0, 1, windows("J")[0].dumps(), 0)
+        writer.add("emissions.windows", 1, 0, to_arrow(EmissionWindow, windows("P")), 0, headers)
+        (error,) = writer.add("emissions.windows", 1, 1, to_arrow(EmissionWindow, bad), 0, headers)
+        assert (error.reason, error.row) == (ReasonCode.NOT_FINITE, 1)
+        assert writer.pending_rows == 3 + 1 + 3 + 1
+        assert writer.store_pending() == {("emissions.windows", 0): 2, ("emissions.windows", 1): 2}
+    accounts = store.query(
+        "SELECT account_id, count() FROM emissions_15m GROUP BY ALL ORDER BY ALL"
+    ).result_rows
+    assert accounts == [("A", 3), ("J", 1), ("P", 3), ("Z", 1)]
