@@ -57,7 +57,7 @@ from schemas.factors import FactorBook, load_factors
 from schemas.settings import Settings
 from schemas.units import CANONICAL_UNIT
 from streams.agents._bulk import deliver_in_bulk
-from streams.agents._writebehind import Ticker, start_before_consumer
+from streams.agents._writebehind import Ticker, send_records, start_before_consumer
 from streams.metrics import (
     BATCH_SECONDS,
     DUPLICATES,
@@ -423,13 +423,12 @@ def register(app: faust.App, settings: Settings) -> None:
         try:
             await send_outputs()
             await app.producer.flush()
-            for i, (account_id, partition) in enumerate(dirty.items()):
-                state = table.data.get(account_id)
-                if state is not None:
-                    value = _CODEC.dumps(state)
-                    await send(changelog, account_id.encode(), value, None, partition)
-                if i % 64 == 63:
-                    await asyncio.sleep(0)  # let heartbeats and timers run in a big one
+            states = (
+                (account_id.encode(), _CODEC.dumps(state), partition)
+                for account_id, partition in dirty.items()
+                if (state := table.data.get(account_id)) is not None
+            )
+            await send_records(app, changelog, states)
             await app.producer.flush()
         except BaseException:
             snapshots.restore(dirty, pending)  # written again by the next snapshot

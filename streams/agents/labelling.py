@@ -31,7 +31,6 @@ write, about 0.2 ms each, capped the agent near 2,000 windows/s here).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
@@ -54,7 +53,12 @@ from schemas.contracts import Account, AccountLabel, Benchmark, Denominator, Emi
 from schemas.dlq import dlq_headers, dlq_topic
 from schemas.errors import ContractError
 from schemas.settings import Settings
-from streams.agents._writebehind import DeferredTable, Ticker, start_before_consumer
+from streams.agents._writebehind import (
+    DeferredTable,
+    Ticker,
+    send_records,
+    start_before_consumer,
+)
 from streams.metrics import EVENTS_IN, EVENTS_OUT, LABEL_CHANGES, LABEL_EVALUATIONS
 from streams.registry import benchmark_key, benchmark_value, load_rulebook, validate
 from streams.rules.labelling import (
@@ -424,10 +428,7 @@ def register(
             await app.producer.flush()
             for t, dirty in taken:
                 changelog = t.table.changelog_topic.get_topic_name()
-                for i, (key, value, partition) in enumerate(t.records(dirty)):
-                    await app.producer.send(changelog, key, value, partition, None, None)
-                    if i % 512 == 511:
-                        await asyncio.sleep(0)  # let heartbeats and timers run in a big one
+                await send_records(app, changelog, t.records(dirty))
             await app.producer.flush()
         except BaseException:
             for t, dirty in taken:
