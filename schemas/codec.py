@@ -25,6 +25,7 @@ __all__ = [
     "ARROW_FORMAT",
     "FORMAT_HEADER",
     "JSON_FORMAT",
+    "arrow_column",
     "arrow_row",
     "arrow_rows",
     "arrow_schema",
@@ -371,14 +372,18 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     """A table's rows as dicts, built column by column: what `Table.to_pylist` gives,
     about 7x faster here for timestamp columns (pyarrow makes each datetime anew)."""
     names = table.schema.names
-    columns = []
-    for f in table.schema:
-        column = table.column(f.name)
-        if pa.types.is_timestamp(f.type) and f.type.unit == "ms" and f.type.tz in ("UTC", "+00:00"):
-            columns.append([_ms_time(ms) for ms in column.cast(pa.int64()).to_pylist()])
-        else:
-            columns.append(column.to_pylist())
+    columns = [arrow_column(table, name) for name in names]
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def arrow_column(table: pa.Table, name: str) -> list[Any]:
+    """One column of a table as Python values, as `to_pylist` gives them; UTC
+    millisecond times as cached datetimes (one per distinct instant)."""
+    column = table.column(name)
+    t = column.type
+    if pa.types.is_timestamp(t) and t.unit == "ms" and t.tz in ("UTC", "+00:00"):
+        return [_ms_time(ms) for ms in column.cast(pa.int64()).to_pylist()]
+    return column.to_pylist()
 
 
 def _ms_time(ms: int | None) -> datetime | None:

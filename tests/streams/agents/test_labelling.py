@@ -599,3 +599,23 @@ async def test_a_bad_row_goes_to_the_dlq_alone_and_the_batch_goes_on(agent: _Age
     assert int(dict(whole.headers)["source-offset"]) == int(headers["source-offset"]) + 1
     # windows counted: the batch's 26 good rows and its bad one, and the unreadable message
     assert _events_in() - before == 26 + 1 + 1
+
+
+def test_windows_of_reads_a_good_batch_by_columns_as_rows_read_it() -> None:
+    # the columnar path (every row good) and the row path give the book the same fields;
+    # a batch with a bad row takes the row path, its bad row in its place
+    from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, to_arrow
+    from streams.agents.labelling import _Window, _windows_of
+
+    headers = {FORMAT_HEADER: ARROW_FORMAT}
+    good = [window("E1", 1, 1.5), window("E2", 2, 2.5, revision=3, version="f2")]
+    by_columns = _windows_of(to_arrow(EmissionWindow, good), headers)
+    assert [type(w) for w in by_columns] == [_Window, _Window]
+    assert [w._asdict() for w in by_columns] == [
+        {name: getattr(g, name) for name in _Window._fields} for g in good
+    ]
+    bad = [good[0].asdict(), {**good[1].asdict(), "tco2e": float("inf")}]
+    by_rows = _windows_of(to_arrow(EmissionWindow, bad), headers)
+    assert by_rows[0].tco2e == 1.5 and by_rows[0].window_start == good[0].window_start
+    assert by_rows[1].reason.value == "not_finite" and by_rows[1].row == 1
+    assert _windows_of(good[0].dumps(), None)[0].factor_version == "f1"  # one JSON window
