@@ -50,6 +50,7 @@ def create_app(
         "broker_session_timeout": settings.streams.session_timeout_seconds,
         "broker_heartbeat_interval": settings.streams.heartbeat_interval_seconds,
         "broker_rebalance_timeout": settings.streams.rebalance_timeout_seconds,
+        "table_standby_replicas": settings.streams.standby_replicas,
     }
     options.update(overrides)
     app = faust.App(settings.streams.app_id, **options)

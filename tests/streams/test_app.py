@@ -25,3 +25,13 @@ def test_group_timeouts_default_to_fausts() -> None:
     app = create_app(load_settings(environ={}), "127.0.0.1:9", agents=[])
     assert (app.conf.broker_session_timeout, app.conf.broker_heartbeat_interval) == (60.0, 3.0)
     assert app.conf.broker_rebalance_timeout == 60.0
+
+
+def test_standby_replicas_off_unless_asked_for() -> None:
+    # off by default (each standby reads its tables' changelogs as they are written)
+    assert (
+        create_app(load_settings(environ={}), "127.0.0.1:9", agents=[]).conf.table_standby_replicas
+        == 0
+    )
+    settings = load_settings(environ={"CARBON_ACCOUNTS_STREAMS_STANDBY_REPLICAS": "1"})
+    assert create_app(settings, "127.0.0.1:9", agents=[]).conf.table_standby_replicas == 1
