@@ -14,6 +14,7 @@ after it (the agent's stream is `noack`), so a committed offset never passes sto
   message to be acked, which only a snapshot does).
 - `start_before_consumer`: makes a service start, and finish starting, before the
   app's Kafka consumer.
+- `store_data`: the dict behind a table's in-memory store, read and written directly.
 - `send_records`: a snapshot's records to a changelog as whole record batches (a
   producer send a record costs ~10 us here, most of a snapshot's time).
 """
@@ -29,9 +30,17 @@ import faust
 import mode
 from faust.utils import json as faust_json
 
-__all__ = ["DeferredTable", "Ticker", "send_records", "start_before_consumer"]
+__all__ = ["DeferredTable", "Ticker", "send_records", "start_before_consumer", "store_data"]
 
 log = logging.getLogger(__name__)
+
+
+def store_data(table: faust.types.TableT) -> MutableMapping[Any, Any]:
+    """The mapping a table's data lives in: the in-memory store's own dict (its
+    `get` through Faust's mapping classes was ~6% of a worker), else the store."""
+    store = table.data
+    raw = getattr(store, "data", None)
+    return raw if isinstance(raw, dict) else store
 
 
 class DeferredTable(MutableMapping[Any, Any]):
@@ -45,7 +54,7 @@ class DeferredTable(MutableMapping[Any, Any]):
 
     def __init__(self, table: faust.types.TableT) -> None:
         self.table = table
-        self.data: MutableMapping[Any, Any] = table.data
+        self.data: MutableMapping[Any, Any] = store_data(table)
         self.partition: int | None = None
         self.dirty: dict[Any, int | None] = {}
 

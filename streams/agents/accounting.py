@@ -57,7 +57,7 @@ from schemas.factors import FactorBook, load_factors
 from schemas.settings import Settings
 from schemas.units import CANONICAL_UNIT
 from streams.agents._bulk import deliver_in_bulk
-from streams.agents._writebehind import Ticker, send_records, start_before_consumer
+from streams.agents._writebehind import Ticker, send_records, start_before_consumer, store_data
 from streams.metrics import (
     BATCH_SECONDS,
     DUPLICATES,
@@ -365,6 +365,7 @@ def register(app: faust.App, settings: Settings) -> None:
     )
     table.key_serializer = "raw"
     table.value_serializer = "account_state"
+    states = store_data(table)  # account_id -> AccountState, read and written directly
     partitioner = DefaultPartitioner()
 
     async def send(
@@ -423,12 +424,12 @@ def register(app: faust.App, settings: Settings) -> None:
         try:
             await send_outputs()
             await app.producer.flush()
-            states = (
+            records = (
                 (account_id.encode(), _CODEC.dumps(state), partition)
                 for account_id, partition in dirty.items()
-                if (state := table.data.get(account_id)) is not None
+                if (state := states.get(account_id)) is not None
             )
-            await send_records(app, changelog, states)
+            await send_records(app, changelog, records)
             await app.producer.flush()
         except BaseException:
             snapshots.restore(dirty, pending)  # written again by the next snapshot
@@ -576,9 +577,9 @@ def register(app: faust.App, settings: Settings) -> None:
         todo: list[tuple[_Entry, AccountState]] = []
         for entry in entries:
             event, _fmt, account_id, *_ = entry
-            state = table.data.get(account_id)
+            state = states.get(account_id)
             if state is None:
-                state = table.data[account_id] = AccountState(account_id)
+                state = states[account_id] = AccountState(account_id)
             elif event.message.offset <= state.offset:
                 continue  # already in the state recovered from the changelog: a re-delivery
             todo.append((entry, state))

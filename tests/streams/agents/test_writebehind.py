@@ -84,3 +84,17 @@ def test_records_are_the_bytes_faust_would_write() -> None:
         ]
         assert list(deferred.records(deferred.take())) == expected
         assert len(expected) == 3 and expected[-1][1] is None
+
+
+def test_store_data_is_the_memory_stores_own_dict() -> None:
+    # what the agents read and write directly is what Faust's table reads and recovers into
+    from streams.agents._writebehind import store_data
+
+    app = faust.App("writebehind-store", broker="kafka://127.0.0.1:1", store="memory://")
+    table = app.Table("store-data", partitions=2)
+    data = store_data(table)
+    assert type(data) is dict
+    data["a"] = 1
+    assert table.data["a"] == 1 and table.get("a") == 1
+    table.data["b"] = 2  # Faust's own writes land in it too
+    assert data == {"a": 1, "b": 2}
