@@ -2,11 +2,12 @@
 combined emission windows equal one worker's (and `carbon-accounts replay`'s) on the same
 readings; a worker killed mid-run is replaced by a rebalance and the results stay exact.
 
-The same readings are consumed three times from `meter.readings` of the session broker:
-by a group of two `carbon-accounts worker --agents accounting` processes, by a group of
-four, then by a group of one. All groups write to the one `emissions.windows` topic, so
-each run's windows are read from the end offsets taken before it started; our accounts
-carry a unique suffix.
+The same readings are consumed three times from `meter.readings` of this module's own
+broker (the standard topic names: a test elsewhere on the session broker may have made
+them with another partition count first): by a group of two `carbon-accounts worker
+--agents accounting` processes, by a group of four, then by a group of one. All groups
+write to the one `emissions.windows` topic, so each run's windows are read from the end
+offsets taken before it started; our accounts carry a unique suffix.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import DefaultPartitioner
 
+from infra.broker import EmbeddedBroker
 from schemas.codec import ARROW_FORMAT, FORMAT_HEADER, records_from_message, to_arrow
 from schemas.contracts import EmissionWindow, Reading
 from schemas.errors import ContractError
@@ -36,6 +39,17 @@ from streams.cli.replay_cmd import replay
 from streams.runtime import create_topics
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This module's broker: its workers use the standard topic names, which must have
+    `kafka.partitions` partitions (seen: another test's two made the split [{0}, {1}])."""
+    data = tmp_path_factory.mktemp("scale-out-kafka")
+    with EmbeddedBroker(data / "data", log_file=data / "broker.log") as broker:
+        yield broker.bootstrap
+
+
 ENERGY = [("electricity", "kWh"), ("natural_gas", "Nm3")]
 Key = tuple[str, str, str]
 
