@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from schemas.codec import (
     ARROW_FORMAT,
+    arrow_column,
     arrow_schema,
     checked_arrow,
     message_format,
@@ -137,14 +138,6 @@ def utc_offset_minutes(ts: datetime, timezone: str) -> int:
     """Minutes the local calendar of `timezone` is ahead of UTC at instant `ts`."""
     offset = ts.astimezone(_zone(timezone)).utcoffset() or timedelta(0)
     return int(offset.total_seconds() // 60)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@lru_cache(maxsize=65536)
-def _offset_at_ms(ms: int, timezone: str) -> int:
-    return utc_offset_minutes(_EPOCH + timedelta(milliseconds=ms), timezone)
 
 
 def dedup_token(table: str, ranges: Iterable[tuple[str, int, int, int]]) -> str:
@@ -259,12 +252,13 @@ class Writer:
     ) -> None:
         if standard == "emissions.windows":
             zone_of = self._zone_of
-            starts = table.column("window_start").cast(pa.int64()).to_pylist()
-            accounts = table.column("account_id").to_pylist()
+            starts = arrow_column(table, "window_start")  # cached datetimes
+            accounts = arrow_column(table, "account_id")
             pairs = zip(starts, accounts, strict=True)
-            offsets = [_offset_at_ms(ms, zone_of(a)) for ms, a in pairs]
+            offsets = [utc_offset_minutes(ts, zone_of(a)) for ts, a in pairs]
+            kind = _EXTRA_TYPES["utc_offset_minutes"]
             table = table.append_column(
-                pa.field("utc_offset_minutes", pa.int16()), pa.array(offsets, pa.int16())
+                pa.field("utc_offset_minutes", kind), pa.array(offsets, kind)
             )
         self._part(spec, topic, partition, offset).tables.append(table)
         self._rows += table.num_rows

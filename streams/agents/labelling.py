@@ -32,11 +32,12 @@ write, about 0.2 ms each, capped the agent near 2,000 windows/s here).
 from __future__ import annotations
 
 import logging
+from collections import namedtuple
 from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from types import SimpleNamespace
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import faust
 
@@ -526,15 +527,8 @@ def register(
     app.agent(fanout, name="labelling-benchmarks")(_consume)
 
 
-class _Window(NamedTuple):
-    """The fields of a window the book reads (`WindowFields`), from an Arrow batch."""
-
-    account_id: str
-    energy_type: str
-    window_start: datetime
-    revision: int
-    tco2e: float
-    factor_version: str
+#: the fields of a window the book reads (`WindowFields`), from an Arrow batch
+_Window = namedtuple("_Window", list(WindowFields.__annotations__))
 
 
 def _windows_of(value: bytes | None, headers: Any) -> list[Any]:
