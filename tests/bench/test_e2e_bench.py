@@ -421,7 +421,6 @@ async def _publish(
     )
     pace = float(os.environ.get("E2E_PACE", "0"))  # readings/s; 0: as fast as it goes
     await producer.start()
-    Path("/tmp/scratch/e2e_clock").touch()  # SCRATCH
     try:
         for c, batches in enumerate(messages):
             for account, value in batches:
